@@ -1,0 +1,63 @@
+"""Degradations ``D(x0, t)``: one interface, every operator of the paper in closed form.
+
+Lesson: 01_degradations. ``preset(kind, dataset)`` returns the paper's setting for a task and dataset
+(``../shared/reference/paper.md`` section (a) lists the sources).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .base import Degradation, check_images, check_steps
+from .color import Decolorize
+from .mask import GaussianMask
+from .mixing import GaussianNoise, ImageMixing, cosine_alpha_bar
+from .separable import GaussianBlur, Pixelate, SeparableLinear, blur_sigmas, gaussian_kernel1d
+from .snow import Snow, SnowField
+
+__all__ = [
+    "Degradation", "check_images", "check_steps", "SeparableLinear", "GaussianBlur", "Pixelate",
+    "GaussianMask", "Snow", "SnowField", "Decolorize", "ImageMixing", "GaussianNoise", "blur_sigmas",
+    "gaussian_kernel1d", "cosine_alpha_bar", "PRESETS", "preset", "list_presets",
+]
+
+# (kind, dataset) -> factory. Image sizes: MNIST and CIFAR-10 at 32, CelebA at 128 (decolor: 64).
+PRESETS: dict[tuple[str, str], Callable[[], Degradation]] = {
+    ("blur", "mnist"): lambda: GaussianBlur.from_routine("constant", 20, 7.0, 11, "circular"),
+    ("blur", "cifar10"): lambda: GaussianBlur.from_routine("special_6", 50, 0.0, 11, "reflect"),
+    ("blur", "celeba"): lambda: GaussianBlur.from_routine("exponential", 200, 0.01, 15, "reflect"),
+    ("blur_generation", "celeba"): lambda: GaussianBlur.from_routine("exponential", 300, 0.01, 27, "circular",
+                                                                      to_mean_at_T=True),
+    ("blur_generation", "afhq"): lambda: GaussianBlur.from_routine("exponential", 300, 0.01, 27, "circular",
+                                                                    to_mean_at_T=True),
+    ("inpaint", "mnist"): lambda: GaussianMask(50, kernel_std=0.1, initial_mask=11, random_position=True),
+    ("inpaint", "cifar10"): lambda: GaussianMask(50, kernel_std=0.1, initial_mask=11, random_position=True),
+    ("inpaint", "celeba"): lambda: GaussianMask(100, kernel_std=0.2, initial_mask=1, random_position=False),
+    ("pixelate", "mnist"): lambda: Pixelate(3),
+    ("pixelate", "cifar10"): lambda: Pixelate(3),
+    ("pixelate", "celeba"): lambda: Pixelate(4),
+    ("snow", "cifar10"): lambda: Snow(200, threshold=(1.15, 0.70), motion_sigma=(0.05, 16.0)),
+    ("snow", "celeba"): lambda: Snow(200, threshold=(1.15, 0.55), motion_sigma=(0.05, 20.0)),
+    ("decolor", "cifar10"): lambda: Decolorize(20),
+    ("decolor", "celeba"): lambda: Decolorize(20),
+    ("mixing", "celeba"): lambda: ImageMixing(200),
+    ("noise", "celeba"): lambda: GaussianNoise(200),
+    ("noise", "afhq"): lambda: GaussianNoise(200),
+}
+
+
+def list_presets() -> list[tuple[str, str]]:
+    """All (kind, dataset) pairs :func:`preset` knows. Lesson: 01_degradations."""
+    return sorted(PRESETS)
+
+
+def preset(kind: str, dataset: str) -> Degradation:
+    """The paper's degradation for ``kind`` on ``dataset``, e.g. ``preset("blur", "mnist")``.
+
+    Lesson: 01_degradations. The offline colour photos use the ``cifar10`` presets (same 32 px size).
+    """
+    key = (kind, dataset)
+    if key not in PRESETS:
+        raise ValueError(f"no preset for kind={kind!r}, dataset={dataset!r}; known: "
+                         + ", ".join(f"{k}/{d}" for k, d in list_presets()))
+    return PRESETS[key]()

@@ -1,0 +1,96 @@
+"""Inpainting: a Gaussian-shaped hole that fades the image to 0 (mid-grey), growing with every step.
+
+Lesson: 01_degradations (inpainting lessons train on it).
+
+Step ``i`` multiplies the image by ``M_i = 1 - G_i / max G_i`` where ``G_i`` is a Gaussian of width
+``kernel_std · (i + initial_mask)``. After ``t`` steps the image is multiplied by the product of the first
+``t`` masks; we precompute those cumulative products once, so any ``t`` is one multiply. In the random mode
+the masks live on a 2H × 2W canvas and each image sees an H × W window at its own offset ``z``, so the hole
+can be anywhere (the authors' ``Random_Incremental``); the offset is the degradation's random ingredient.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from .base import Degradation
+from .separable import gaussian_kernel1d
+
+__all__ = ["GaussianMask"]
+
+
+def fade_mask(rows: int, cols: int, sigma: float) -> torch.Tensor:
+    """``1 - G/max G`` on a (rows+1) × (cols+1) grid with the first row and column dropped (authors' crop)."""
+    g = gaussian_kernel1d(rows + 1, sigma)[:, None] * gaussian_kernel1d(cols + 1, sigma)[None, :]
+    return (1.0 - g / g.max())[1:, 1:]
+
+
+class GaussianMask(Degradation):
+    """Multiplicative Gaussian hole; ``random_position`` places it anywhere, else it is centred.
+
+    Lesson: 01_degradations. ``z`` (random mode) is a long tensor (B, 2) of window offsets in 0..H, 0..W.
+    """
+
+    def __init__(self, T: int, kernel_std: float, initial_mask: float = 11.0, random_position: bool = True) -> None:
+        super().__init__(T)
+        if not kernel_std > 0:
+            raise ValueError(f"kernel_std must be positive; got {kernel_std}.")
+        self.kernel_std = float(kernel_std)
+        self.initial_mask = float(initial_mask)
+        self.random_position = random_position
+        sigmas = [self.kernel_std * (i + self.initial_mask) for i in range(T)]
+        if min(sigmas) <= 0:
+            raise ValueError(f"mask widths kernel_std·(i + initial_mask) must be positive; got {min(sigmas)}.")
+        self.sigmas = sigmas
+        self.schedule = {"sigma": torch.tensor([0.0, *sigmas], dtype=torch.float64)}
+        self._cache: dict[tuple[int, int, torch.device, torch.dtype], torch.Tensor] = {}
+
+    def cumulative_masks(self, h: int, w: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        """(T + 1, canvas_h, canvas_w): the product of the first t masks, for t = 0..T."""
+        key = (h, w, torch.device(device), dtype)
+        if key not in self._cache:
+            ch, cw = (2 * h, 2 * w) if self.random_position else (h, w)
+            masks = [torch.ones(ch, cw, dtype=torch.float64)]
+            for s in self.sigmas:  # built once per image size, not per call
+                masks.append(masks[-1] * fade_mask(ch, cw, s))
+            self._cache[key] = torch.stack(masks).to(device=device, dtype=dtype)
+        return self._cache[key]
+
+    def draw_z(self, x0: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor | None:
+        if not self.random_position:
+            return None
+        b, _, h, w = x0.shape
+        gen_device = generator.device if generator is not None else x0.device
+        oy = torch.randint(0, h + 1, (b,), generator=generator, device=gen_device)
+        ox = torch.randint(0, w + 1, (b,), generator=generator, device=gen_device)
+        return torch.stack([oy, ox], dim=1).to(x0.device)
+
+    def check_z(self, z: Any, x0: torch.Tensor) -> None:
+        if not self.random_position:
+            raise ValueError("this GaussianMask is centred and takes no z; pass z=None.")
+        b, _, h, w = x0.shape
+        if not isinstance(z, torch.Tensor) or z.shape != (b, 2) or z.is_floating_point():
+            raise ValueError(f"z must be an integer tensor of hole offsets with shape ({b}, 2); got "
+                             f"{getattr(z, 'shape', type(z).__name__)}. Draw one with D.draw_z(x0).")
+        if int(z.min()) < 0 or int(z[:, 0].max()) > h or int(z[:, 1].max()) > w:
+            raise ValueError(f"z offsets must lie in 0..{h} (rows) and 0..{w} (columns).")
+
+    def masks(self, x0: torch.Tensor, t: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
+        """The (B, H, W) multiplicative mask each image gets at its step."""
+        _, _, h, w = x0.shape
+        cumulative = self.cumulative_masks(h, w, x0.device, x0.dtype)
+        if not self.random_position:
+            return cumulative[t]
+        z = z.to(x0.device)
+        rows = z[:, 0, None] + torch.arange(h, device=x0.device)  # (B, H)
+        cols = z[:, 1, None] + torch.arange(w, device=x0.device)  # (B, W)
+        return cumulative[t[:, None, None], rows[:, :, None], cols[:, None, :]]
+
+    def degrade(self, x0: torch.Tensor, t: torch.Tensor, z: Any) -> torch.Tensor:
+        return self.masks(x0, t, z)[:, None] * x0
+
+    def __repr__(self) -> str:
+        where = "random" if self.random_position else "centred"
+        return (f"GaussianMask(T={self.T}, {where}, sigma {self.sigmas[0]:.3g}→{self.sigmas[-1]:.3g} px)")

@@ -1,0 +1,276 @@
+"""Every closed-form degradation equals the authors'-style iterated form, and keeps the interface's promises."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from coldlib.degradations import (
+    Decolorize,
+    Degradation,
+    GaussianBlur,
+    GaussianMask,
+    GaussianNoise,
+    ImageMixing,
+    Pixelate,
+    Snow,
+    list_presets,
+    preset,
+)
+
+from . import reference_degradations as ref
+
+TOL = 1e-4
+
+
+def images(b: int = 4, c: int = 3, h: int = 32, w: int = 32, seed: int = 0, dtype=torch.float32) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(b, c, h, w, generator=g, dtype=torch.float64) * 2 - 1).to(dtype)
+
+
+def spread_steps(T: int, b: int) -> list[int]:
+    """b steps spread over 0..T, always including 0, 1 and T (when b allows)."""
+    return sorted({0, 1, T, *torch.linspace(0, T, b).round().long().tolist()})[:b] if b >= 3 else [0, T][:b]
+
+
+def steps_for(T: int) -> list[int]:
+    return sorted({0, 1, 2, T // 3, T // 2, T - 1, T})
+
+
+def make(kind: str, dataset: str) -> Degradation:
+    if kind == "mixing":
+        return ImageMixing(200, pool=images(6, seed=99))
+    return preset(kind, dataset)
+
+
+def channels_for(D: Degradation) -> int:
+    return D.channels or 3
+
+
+# ---------------------------------------------------------------- closed form == iterated reference
+@pytest.mark.parametrize("kind,dataset", [k for k in list_presets() if k[0] in ("blur", "blur_generation")])
+def test_blur_equals_iterated_convolutions(kind, dataset):
+    D = preset(kind, dataset)
+    t = steps_for(D.T)
+    x = images(len(t))
+    got = D(x, torch.tensor(t))
+    want = ref.iterated_blur(x, t, D.sigmas, D.kernel_size, D.padding, D.to_mean_at_T)
+    assert (got - want).abs().max() < TOL
+
+
+@pytest.mark.parametrize("padding", ["circular", "reflect"])
+def test_blur_non_square_images(padding):
+    D = GaussianBlur([1.0, 2.0, 3.0], kernel_size=7, padding=padding)
+    x = images(3, h=20, w=36)
+    t = [0, 2, 3]
+    assert (D(x, torch.tensor(t)) - ref.iterated_blur(x, t, D.sigmas, 7, padding)).abs().max() < TOL
+
+
+def test_blur_to_mean_endpoint_is_the_channel_mean():
+    D = preset("blur_generation", "celeba")
+    x = images(2)
+    y = D(x, D.T)
+    assert torch.allclose(y, x.mean(dim=(2, 3), keepdim=True).expand_as(x), atol=1e-6)
+
+
+def test_circular_blur_preserves_channel_means():
+    D = preset("blur", "mnist")
+    x = images(3)
+    y = D(x, torch.tensor([1, 10, 20]))
+    assert torch.allclose(y.mean(dim=(2, 3)), x.mean(dim=(2, 3)), atol=1e-5)
+
+
+@pytest.mark.parametrize("T", [3, 4])
+def test_pixelate_equals_iterated_downsampling(T):
+    D = Pixelate(T)
+    t = list(range(T + 1))
+    x = images(len(t))
+    assert (D(x, torch.tensor(t)) - ref.iterated_pixelate(x, t)).abs().max() < TOL
+
+
+def test_pixelate_is_block_average():
+    x = images(1)
+    y = Pixelate(3)(x, 3)
+    blocks = torch.nn.functional.avg_pool2d(x, 8)
+    assert torch.allclose(y, blocks.repeat_interleave(8, -1).repeat_interleave(8, -2), atol=1e-6)
+
+
+@pytest.mark.parametrize("kind,dataset", [k for k in list_presets() if k[0] == "inpaint"])
+def test_mask_equals_iterated_products(kind, dataset):
+    D = preset(kind, dataset)
+    t = steps_for(D.T)
+    x = images(len(t))
+    z = D.draw_z(x, torch.Generator().manual_seed(1))
+    got = D(x, torch.tensor(t), z)
+    want = ref.iterated_mask(x, t, D.sigmas, z)
+    assert (got - want).abs().max() < TOL
+
+
+@pytest.mark.parametrize("size", [27, 28])
+def test_centred_mask_odd_and_even_sizes(size):
+    D = GaussianMask(30, kernel_std=0.2, initial_mask=1, random_position=False)
+    t = steps_for(D.T)
+    x = images(len(t), h=size, w=size)
+    assert (D(x, torch.tensor(t)) - ref.iterated_mask(x, t, D.sigmas, None)).abs().max() < TOL
+
+
+def test_decolor_equals_iterated_1x1_convolutions():
+    D = Decolorize(20)
+    t = steps_for(20)
+    x = images(len(t))
+    assert (D(x, torch.tensor(t)) - ref.iterated_decolor(x, t, 20)).abs().max() < TOL
+    assert torch.allclose(D(x, 20), x.mean(1, keepdim=True).expand_as(x), atol=1e-6)
+
+
+@pytest.mark.parametrize("D", [ImageMixing(200), GaussianNoise(200), GaussianNoise(7)], ids=repr)
+def test_mixing_equals_authors_cosine_schedule(D):
+    t = steps_for(D.T)
+    x = images(len(t))
+    z = images(len(t), seed=5)
+    assert (D(x, torch.tensor(t), z) - ref.reference_mixing(x, t, z, D.T)).abs().max() < TOL
+
+
+@pytest.mark.parametrize("kind,dataset", [k for k in list_presets() if k[0] == "snow"])
+def test_snow_equals_per_image_reference(kind, dataset):
+    D = preset(kind, dataset)
+    t = steps_for(D.T)
+    x = images(len(t))
+    z = D.draw_z(x, torch.Generator().manual_seed(3))
+    z = z._replace(vertical=torch.tensor([i % 2 == 0 for i in range(len(t))]))  # both directions
+    want = ref.reference_snow(x, t, z.field, z.vertical, D.schedule["threshold"][1:].tolist(),
+                              D.schedule["motion_sigma"][1:].tolist())
+    assert (D(x, torch.tensor(t), z) - want).abs().max() < TOL
+
+
+# ---------------------------------------------------------------- properties of every preset
+ALL = list_presets()
+
+
+@pytest.mark.parametrize("kind,dataset", ALL)
+def test_identity_at_t0(kind, dataset):
+    D = make(kind, dataset)
+    x = images(3, c=channels_for(D))
+    assert torch.equal(D(x, 0), x)
+
+
+@pytest.mark.parametrize("kind,dataset", ALL)
+def test_severity_grows_with_t(kind, dataset):
+    D = make(kind, dataset)
+    x = images(8, c=channels_for(D), seed=11)
+    z = D.draw_z(x, torch.Generator().manual_seed(2))
+    grid = sorted({0, D.T // 4, D.T // 2, 3 * D.T // 4, D.T})
+    dist = [float((D(x, s, z) - x).abs().mean()) for s in grid]
+    assert dist[0] == 0 and dist[-1] > 0.05
+    assert all(b >= a - 1e-6 for a, b in zip(dist, dist[1:])), dist
+
+
+@pytest.mark.parametrize("kind,dataset", ALL)
+def test_per_image_steps_match_separate_calls(kind, dataset):
+    D = make(kind, dataset)
+    t = spread_steps(D.T, 4)
+    x = images(len(t), c=channels_for(D))
+    z = D.draw_z(x, torch.Generator().manual_seed(4))
+    together = D(x, torch.tensor(t), z)
+    for i, s in enumerate(t):
+        zi = None if z is None else (z[i : i + 1] if isinstance(z, torch.Tensor) else type(z)(*(f[i : i + 1] for f in z)))
+        assert torch.allclose(together[i : i + 1], D(x[i : i + 1], s, zi), atol=1e-6)
+
+
+@pytest.mark.parametrize("kind,dataset", ALL)
+def test_cpu_determinism_and_seeded_z(kind, dataset):
+    D = make(kind, dataset)
+    x = images(3, c=channels_for(D))
+    z1 = D.draw_z(x, torch.Generator().manual_seed(7))
+    z2 = D.draw_z(x, torch.Generator().manual_seed(7))
+    t = torch.tensor([1, D.T // 2, D.T])
+    assert torch.equal(D(x, t, z1), D(x, t, z2))
+
+
+@pytest.mark.parametrize("kind,dataset", ALL)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_shape_dtype_device_kept(kind, dataset, dtype):
+    D = make(kind, dataset)
+    if kind == "mixing":
+        D = ImageMixing(200, pool=images(6, seed=99, dtype=dtype))
+    x = images(2, c=channels_for(D), dtype=dtype)
+    y = D(x, torch.tensor([1, D.T]))
+    assert y.shape == x.shape and y.dtype == dtype and y.device == x.device
+
+
+def test_learner_degradation_uses_the_same_interface():
+    class FadeToBlack(Degradation):
+        def degrade(self, x0, t, z):
+            return x0 * (1 - t / self.T)[:, None, None, None] - t[:, None, None, None] / self.T
+
+    D = FadeToBlack(10)
+    x = images(2)
+    assert torch.equal(D(x, 0), x)
+    assert torch.allclose(D(x, 10), -torch.ones_like(x))
+
+
+# ---------------------------------------------------------------- bad input is refused, never clamped
+@pytest.mark.parametrize(
+    "x,t,match",
+    [
+        (images(2), torch.tensor([0, 21]), r"0\.\.20"),
+        (images(2), torch.tensor([-1, 3]), r"0\.\.20"),
+        (images(2), torch.tensor([1, 2, 3]), "shape"),
+        (images(2), torch.tensor([[1, 2]]), "shape"),
+        (images(2), torch.tensor([1.0, 2.0]), "integer"),
+        (images(2), 2.0, "int"),
+        (images(2), True, "bool"),
+        (images(2)[0], 3, "4 dimensions"),
+        ((images(2) * 127).to(torch.uint8), 3, "floating-point"),
+        (images(2).masked_fill(torch.rand(2, 3, 32, 32) > 0.99, float("nan")), 3, "NaN"),
+        (images(2).masked_fill(torch.rand(2, 3, 32, 32) > 0.99, float("inf")), 3, "infinite"),
+        ([[1.0]], 3, "torch.Tensor"),
+        (images(0), 0, "empty"),
+    ],
+)
+def test_bad_input_raises_value_error(x, t, match):
+    with pytest.raises(ValueError, match=match):
+        preset("blur", "mnist")(x, t)
+
+
+def test_wrong_channel_count_raises():
+    with pytest.raises(ValueError, match="3 channel"):
+        Decolorize(20)(images(2, c=1), 3)
+
+
+def test_pixelate_needs_divisible_size():
+    with pytest.raises(ValueError, match="divisible by 2\\^T"):
+        Pixelate(3)(images(1, h=28, w=28), 1)
+
+
+def test_mask_offsets_are_checked():
+    D = GaussianMask(10, kernel_std=0.1)
+    x = images(2)
+    with pytest.raises(ValueError, match="shape"):
+        D(x, 3, torch.zeros(3, 2, dtype=torch.long))
+    with pytest.raises(ValueError, match="0..32"):
+        D(x, 3, torch.full((2, 2), 40))
+    with pytest.raises(ValueError, match="no z"):
+        GaussianMask(10, kernel_std=0.1, random_position=False)(x, 3, torch.zeros(2, 2, dtype=torch.long))
+
+
+def test_mixing_without_images_says_what_to_pass():
+    with pytest.raises(ValueError, match="pool"):
+        ImageMixing(10)(images(2), 3)
+    with pytest.raises(ValueError, match="same shape"):
+        ImageMixing(10)(images(2), 3, images(3))
+
+
+def test_snow_z_is_checked():
+    with pytest.raises(ValueError, match="SnowField"):
+        Snow(10)(images(2), 3, images(2))
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.5, True])
+def test_bad_T_raises(bad):
+    with pytest.raises(ValueError, match="T must be a positive int"):
+        Pixelate(bad)
+
+
+def test_unknown_preset_lists_known_ones():
+    with pytest.raises(ValueError, match="blur/mnist"):
+        preset("blur", "imagenet")
