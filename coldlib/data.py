@@ -1,0 +1,363 @@
+"""Image datasets for the course: torchvision downloads, a user's folder, and offline sources.
+
+One entry point, :func:`load_images`, returns an :class:`ImageSet` (compact uint8 images plus a one-line
+``source`` that says exactly what data it is), and :func:`make_loader` turns it into float batches in [-1, 1].
+Where the data lives is decided by :func:`coldlib.env.data_dir`; downloads go through torchvision's own
+code and are never attempted when ``COLDLIB_OFFLINE`` is set (Lesson: 00_setup_and_tour).
+"""
+
+from __future__ import annotations
+
+import gzip
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+import torchvision
+
+from coldlib.env import data_dir, offline
+
+KNOWN_NAMES = ("mnist", "fashion_mnist", "cifar10", "celeba", "photos", "folder:<path>")
+DEFAULT_SIZE = {"mnist": 32, "fashion_mnist": 32, "cifar10": 32, "celeba": 64, "photos": 32}
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+# Colour photographs bundled with scikit-image that load without a network (checked with skimage 0.26).
+# Excluded: colorwheel (synthetic), logo (RGBA graphics), cat (the same picture as chelsea), grey-scale ones.
+PHOTOS_TRAIN = ("astronaut", "hubble_deep_field", "immunohistochemistry", "retina", "rocket", "stereo_motorcycle")
+PHOTOS_TEST = ("chelsea", "coffee")
+PHOTOS_MAX_SIZE = 300  # short side of the smallest photo (chelsea, 300x451)
+OFFLINE_TRAIN = 8000  # offline MNIST protocol: first 8,000 test images train, last 2,000 are held out
+_ANNOUNCED: set[str] = set()
+
+
+@dataclass(repr=False)
+class ImageSet:
+    """Images as a compact uint8 tensor (N, C, H, W), optional labels, and a one-line ``source`` announcement.
+
+    Lesson: 00_setup_and_tour (every lesson loads its data through this).
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor | None
+    source: str
+
+    def __post_init__(self) -> None:
+        if self.images.dtype != torch.uint8 or self.images.ndim != 4:
+            raise ValueError(f"ImageSet.images must be uint8 (N, C, H, W); got {self.images.dtype} {tuple(self.images.shape)}.")
+        if self.labels is not None and len(self.labels) != len(self.images):
+            raise ValueError(f"ImageSet has {len(self.images)} images but {len(self.labels)} labels.")
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def float(self, idx: int | slice | torch.Tensor | None = None) -> torch.Tensor:
+        """Return the images (or ``images[idx]``; an int index gives one (C, H, W) image) as float32 in [-1, 1].
+
+        Lesson: 00_setup_and_tour.
+        """
+        x = self.images if idx is None else self.images[idx]
+        return x.float() / 127.5 - 1.0
+
+    def __repr__(self) -> str:
+        n, c, h, w = self.images.shape
+        return f"ImageSet({n} images {c}x{h}x{w} uint8, labels={'yes' if self.labels is not None else 'no'}; {self.source})"
+
+
+def _announce(source: str) -> None:
+    if source not in _ANNOUNCED:
+        _ANNOUNCED.add(source)
+        print(source)
+
+
+def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear resize with antialiasing of uint8 (N, C, H, W) images, in chunks to keep memory small."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    out = []
+    for chunk in x.split(2048):
+        y = F.interpolate(chunk.float(), size=size, mode="bilinear", antialias=True, align_corners=False)
+        out.append(y.round_().clamp_(0, 255).to(torch.uint8))  # bilinear weights are >= 0: only float round-off
+    return torch.cat(out)
+
+
+def _center_square(img: torch.Tensor) -> torch.Tensor:
+    h, w = img.shape[-2:]
+    s = min(h, w)
+    top, left = (h - s) // 2, (w - s) // 2
+    return img[..., top : top + s, left : left + s]
+
+
+def _read_rgb(path: Path, size: int) -> torch.Tensor:
+    """Read one image file as RGB uint8 (3, size, size): centre crop to a square, then resize."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            img = torchvision.transforms.functional.pil_to_tensor(im.convert("RGB"))
+    except Exception as err:  # PIL raises many types for broken files
+        raise RuntimeError(f"Could not read image {path}: {err}. Remove or fix the file.") from err
+    return _resize(_center_square(img)[None], (size, size))[0]
+
+
+def _missing_help(what: str, looked_for: list[Path], reason: str) -> str:
+    files = "\n  ".join(str(p) for p in looked_for)
+    return (
+        f"{what} is not available ({reason}). Looked for:\n  {files}\n"
+        "To fix: run with a network (and COLDLIB_OFFLINE unset) so torchvision downloads it into "
+        f"{data_dir()}, or set COLDLIB_DATA_DIR to a folder that already holds these files. "
+        "For offline colour images use load_images('photos'); for your own images use 'folder:<path>'."
+    )
+
+
+def _torchvision(make, needed: list[Path], allow: bool, reason_no: str) -> tuple[object | None, str]:
+    """Build a torchvision dataset from files on disk, else download it when allowed; return (dataset or None, why not)."""
+    if all(p.exists() for p in needed):
+        return make(False), ""
+    if not allow:
+        return None, reason_no
+    try:
+        return make(True), ""
+    except Exception as err:  # no network, read-only folder, Google Drive quota, gdown missing, ...
+        return None, f"download failed: {type(err).__name__}: {' '.join(str(err).split())[:300]}"
+
+
+def _mnist_like(name: str, split: str, size: int, limit: int | None, allow: bool, reason_no: str) -> ImageSet:
+    cls_name, title = {"mnist": ("MNIST", "MNIST"), "fashion_mnist": ("FashionMNIST", "Fashion-MNIST")}[name]
+    cls = getattr(torchvision.datasets, cls_name)  # looked up at call time (tests replace it)
+    root, raw = data_dir(), data_dir() / cls_name / "raw"
+    needed = [raw / Path(f).stem for f, _ in cls.resources]
+    ds, reason = _torchvision(lambda dl: cls(str(root), train=split == "train", download=dl), needed, allow, reason_no)
+    if ds is not None:
+        images, labels = ds.data[:, None], ds.targets
+        source = f"{title} (torchvision, {raw}): official {'training' if split == 'train' else 'test'} split, {len(images):,} images"
+        return _finish(images, labels, source, size, limit)
+    test_files = [raw / "t10k-images-idx3-ubyte", raw / "t10k-labels-idx1-ubyte"]
+    if not all(p.is_file() or p.with_suffix(".gz").is_file() for p in test_files):
+        raise FileNotFoundError(_missing_help(title, needed, reason))
+    images, labels = _read_idx(test_files[0], "image")[:, None], _read_idx(test_files[1], "label")
+    if len(images) != 10000 or len(labels) != 10000:
+        raise RuntimeError(f"{raw} holds {len(images)} test images / {len(labels)} labels, expected 10,000 each; re-download it.")
+    sel = slice(0, OFFLINE_TRAIN) if split == "train" else slice(OFFLINE_TRAIN, None)
+    source = (
+        f"{title} offline protocol: images 0–{OFFLINE_TRAIN - 1} of the official 10,000-image test split for training; "
+        f"images {OFFLINE_TRAIN}–9999 held out (the training split could not be downloaded: {reason}). "
+        f"This is the '{split}' part, {len(images[sel]):,} images"
+    )
+    return _finish(images[sel], labels[sel], source, size, limit)
+
+
+def _read_idx(path: Path, kind: str) -> torch.Tensor:
+    """Read an idx file with torchvision's readers; a lone ``.gz`` is decompressed to a temporary file (never the data dir)."""
+    reader = torchvision.datasets.mnist.read_image_file if kind == "image" else torchvision.datasets.mnist.read_label_file
+    if path.is_file():
+        return reader(str(path))
+    with tempfile.TemporaryDirectory() as tmp:
+        target = Path(tmp) / path.name
+        target.write_bytes(gzip.decompress(path.with_suffix(".gz").read_bytes()))
+        return reader(str(target))
+
+
+def _cifar10(split: str, size: int, limit: int | None, allow: bool, reason_no: str) -> ImageSet:
+    cls, root = torchvision.datasets.CIFAR10, data_dir()
+    needed = [root / cls.base_folder / f for f in [f for f, _ in cls.train_list + cls.test_list] + [cls.meta["filename"]]]
+    ds, reason = _torchvision(lambda dl: cls(str(root), train=split == "train", download=dl), needed, allow, reason_no)
+    if ds is None:
+        raise FileNotFoundError(_missing_help("CIFAR-10", needed, reason))
+    images = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()
+    source = f"CIFAR-10 (torchvision, {root / cls.base_folder}): official {split} split, {len(images):,} images"
+    return _finish(images, torch.tensor(ds.targets), source, size, limit)
+
+
+def _celeba(split: str, size: int, limit: int | None, allow: bool, reason_no: str) -> ImageSet:
+    cls, root = torchvision.datasets.CelebA, data_dir()
+    folder = root / cls.base_folder / "img_align_celeba"
+    needed = [folder] + [root / cls.base_folder / f for _, _, f in cls.file_list if not f.endswith(".zip")]
+    ds, reason = _torchvision(lambda dl: cls(str(root), split=split, download=dl), needed, allow, reason_no)
+    if ds is None:
+        raise FileNotFoundError(
+            _missing_help("CelebA", needed, reason) + " Note: torchvision fetches CelebA from Google Drive, which needs "
+            "`pip install gdown` and often fails on download quotas; download the files by hand into "
+            f"{root / cls.base_folder} or use 'folder:<path>'."
+        )
+    source = f"CelebA (torchvision, {folder}): official {split} split of {len(ds.filename):,} images, centre-cropped square, resized to {size}x{size}"
+    names, source = _take(list(ds.filename), limit, source)
+    return ImageSet(torch.stack([_read_rgb(folder / f, size) for f in names]), None, source)
+
+
+def _folder(spec: str, split: str, size: int, limit: int | None) -> ImageSet:
+    folder = Path(spec).expanduser()
+    if not folder.is_dir():
+        raise FileNotFoundError(f"'folder:{spec}': {folder} is not an existing folder. Give the path of a folder of images.")
+    files = sorted((p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS),
+                   key=lambda p: p.relative_to(folder).as_posix())
+    if not files:
+        raise FileNotFoundError(f"No {'/'.join(IMAGE_EXTENSIONS)} files found under {folder} (searched recursively).")
+    n_train = len(files) - len(files) // 10  # the test part is the last 10 %, rounded down
+    chosen = files[:n_train] if split == "train" else files[n_train:]
+    if not chosen:
+        raise RuntimeError(f"{folder} has {len(files)} images, so its 10 % test split is empty; add more images.")
+    source = (f"Image folder {folder}: {len(files)} files sorted by path, first {n_train} = train, last {len(files) - n_train} = test "
+              f"(90/10); this is '{split}' ({len(chosen)} images), centre-cropped square and resized to {size}x{size}")
+    chosen, source = _take(chosen, limit, source)
+    return ImageSet(torch.stack([_read_rgb(p, size) for p in chosen]), None, source)
+
+
+def _photo(name: str) -> torch.Tensor:
+    import skimage.data
+
+    img = getattr(skimage.data, name)()
+    img = img[0] if isinstance(img, tuple) else img  # stereo_motorcycle returns (left, right, disparity)
+    return torch.from_numpy(img).permute(2, 0, 1).contiguous()
+
+
+def _photos(split: str, size: int, limit: int | None) -> ImageSet:
+    if size > PHOTOS_MAX_SIZE:
+        raise ValueError(f"image_size={size} is larger than the smallest photo's short side; 'photos' needs image_size <= {PHOTOS_MAX_SIZE}.")
+    names = PHOTOS_TRAIN if split == "train" else PHOTOS_TEST
+    all_names = PHOTOS_TRAIN + PHOTOS_TEST
+    crops, labels, dropped = [], [], 0
+    stride = max(1, size // 2)
+    for name in names:
+        img = _photo(name)
+        h, w = img.shape[-2:]
+        for short in sorted({min(f * size, min(h, w)) for f in (4, 8)}):  # two scales, never upsampled
+            x = _resize(img[None], (round(h * short / min(h, w)), round(w * short / min(h, w))))[0]
+            for top in range(0, x.shape[1] - size + 1, stride):
+                for left in range(0, x.shape[2] - size + 1, stride):
+                    crop = x[:, top : top + size, left : left + size]
+                    if crop.float().std() < 2.0:  # featureless (e.g. the black border of 'retina')
+                        dropped += 1
+                        continue
+                    crops.append(crop)
+                    labels.append(all_names.index(name))
+    order = torch.randperm(len(crops), generator=torch.Generator().manual_seed(0))  # fixed mix of photos and scales
+    images, labels_t = torch.stack(crops)[order], torch.tensor(labels)[order]
+    source = (
+        f"Offline colour photos (scikit-image samples), split by photo: train = {', '.join(PHOTOS_TRAIN)}; "
+        f"held-out test = {', '.join(PHOTOS_TEST)}. This is '{split}': {len(images):,} crops of {size}x{size} "
+        f"(grid, stride {stride}, photos rescaled to short side 4x and 8x the crop size; {dropped} featureless crops dropped)"
+    )
+    return _finish(images, labels_t, source, size, limit)
+
+
+def _take(items, limit: int | None, source: str):
+    """Keep the first ``limit`` items (a fixed order); more than available is an error, not a silent cap."""
+    if limit is None:
+        return items, source
+    if limit > len(items):
+        raise ValueError(f"limit={limit} but only {len(items)} images are available for this split; use limit <= {len(items)}.")
+    return items[:limit], source + f"; first {limit} taken (fixed order)"
+
+
+def _finish(images: torch.Tensor, labels: torch.Tensor | None, source: str, size: int, limit: int | None) -> ImageSet:
+    images, source = _take(images, limit, source)
+    labels = labels[: len(images)] if labels is not None else None
+    if tuple(images.shape[-2:]) != (size, size):
+        source += f"; resized {images.shape[-2]}x{images.shape[-1]} -> {size}x{size} (bilinear, antialias)"
+        images = _resize(images, (size, size))
+    if images.untyped_storage().nbytes() != images.nbytes:  # a slice of a bigger tensor: keep only what is used
+        images = images.clone()
+    return ImageSet(images.contiguous(), labels.to(torch.int64, copy=True) if labels is not None else None, source)
+
+
+def _positive_int(value: object, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{what} must be a positive int, got {value!r}.")
+    return value
+
+
+def load_images(
+    name: str,
+    split: str = "train",
+    image_size: int | None = None,
+    limit: int | None = None,
+    download: bool | None = None,
+) -> ImageSet:
+    """Load a dataset as an :class:`ImageSet` and print its ``source`` once per process.
+
+    ``name``: "mnist", "fashion_mnist", "cifar10", "celeba", "photos" (offline colour crops) or "folder:<path>".
+    ``split``: "train" or "test" (held out). ``image_size``: side length (defaults: MNIST/Fashion-MNIST 32,
+    as in the paper (28 -> 32), CIFAR-10 32, CelebA 64, photos 32; required for folders). ``limit``: keep the
+    first N images of a fixed order. ``download``: None = download when allowed, False = never,
+    True = required (conflicts with COLDLIB_OFFLINE=1). Without MNIST's training files and without a
+    download, MNIST uses the offline protocol: the official test split's first 8,000 images train,
+    the last 2,000 are held out. For "photos", ``labels`` index ``PHOTOS_TRAIN + PHOTOS_TEST`` (which
+    photo a crop comes from); folders and CelebA have no labels. Lesson: 00_setup_and_tour.
+    """
+    if not isinstance(name, str) or not (name in DEFAULT_SIZE or (name.startswith("folder:") and len(name) > 7)):
+        raise ValueError(f"Unknown dataset name {name!r}; known names: {', '.join(KNOWN_NAMES)}.")
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test' (held out), got {split!r}.")
+    if image_size is None:
+        if name.startswith("folder:"):
+            raise ValueError("image_size is required for 'folder:<path>' (e.g. image_size=64).")
+        image_size = DEFAULT_SIZE[name]
+    size = _positive_int(image_size, "image_size")
+    if limit is not None:
+        _positive_int(limit, "limit")
+    if download not in (None, True, False):
+        raise ValueError(f"download must be None, True or False, got {download!r}.")
+    is_offline = offline()
+    if download is True and is_offline:
+        raise ValueError("download=True conflicts with COLDLIB_OFFLINE=1; unset COLDLIB_OFFLINE or pass download=None/False.")
+    allow = download is not False and not is_offline
+    reason_no = "COLDLIB_OFFLINE=1 forbids downloads" if is_offline else "download=False"
+
+    if name in ("mnist", "fashion_mnist"):
+        result = _mnist_like(name, split, size, limit, allow, reason_no)
+    elif name == "cifar10":
+        result = _cifar10(split, size, limit, allow, reason_no)
+    elif name == "celeba":
+        result = _celeba(split, size, limit, allow, reason_no)
+    elif name == "photos":
+        result = _photos(split, size, limit)
+    else:
+        result = _folder(name[len("folder:"):], split, size, limit)
+    _announce(result.source)
+    return result
+
+
+def make_loader(
+    imageset: ImageSet,
+    batch_size: int,
+    shuffle: bool = True,
+    flip: bool = False,
+    generator: torch.Generator | None = None,
+    drop_last: bool = True,
+    num_workers: int = 0,
+) -> torch.utils.data.DataLoader:
+    """A DataLoader that yields float32 batches in [-1, 1] of shape (B, C, H, W), without labels.
+
+    ``flip`` applies a random horizontal flip per image (the paper's augmentation for colour data).
+    ``generator`` drives both the shuffle and the flips, so a seeded generator gives reproducible epochs.
+    Lesson: 02_training_a_restorer.
+    """
+    if not isinstance(imageset, ImageSet):
+        raise ValueError(f"make_loader expects an ImageSet from load_images, got {type(imageset).__name__}.")
+    _positive_int(batch_size, "batch_size")
+    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
+        raise ValueError(f"num_workers must be an int >= 0, got {num_workers!r}.")
+    if drop_last and len(imageset) < batch_size:
+        raise ValueError(f"batch_size={batch_size} exceeds the {len(imageset)} images, so drop_last=True would yield "
+                         "no batches; lower batch_size or pass drop_last=False.")
+
+    return torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(imageset.images), batch_size=batch_size, shuffle=shuffle,
+        drop_last=drop_last, generator=generator, collate_fn=_ToFloat(flip, generator), num_workers=num_workers,
+    )
+
+
+class _ToFloat:
+    """Collate uint8 images into a float [-1, 1] batch, optionally flipping each image left-right at random."""
+
+    def __init__(self, flip: bool, generator: torch.Generator | None) -> None:
+        self.flip, self.generator = flip, generator
+
+    def __call__(self, batch: list[tuple[torch.Tensor]]) -> torch.Tensor:
+        x = torch.stack([b[0] for b in batch]).float() / 127.5 - 1.0
+        if self.flip:  # worker processes use their own (seeded) global RNG instead of a copied generator
+            gen = self.generator if torch.utils.data.get_worker_info() is None else None
+            mask = torch.rand(len(x), generator=gen) < 0.5
+            x[mask] = x[mask].flip(-1)
+        return x
