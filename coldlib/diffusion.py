@@ -1,0 +1,132 @@
+"""Cold diffusion around any degradation: the training loss and the three samplers, written once.
+
+Lessons: 02_training_a_restorer (loss) and 03_sampling_naive_vs_improved (samplers).
+
+Training: draw ``t`` uniformly in 1..T, degrade ``x_t = D(x0, t)``, and regress ``R(x_t, t)`` on ``x0``
+(L1 by default, as the paper). Sampling from a degraded ``x_s`` (``s = T`` for generation, any ``s`` to
+restore an image that is only partly degraded), with ``x̂0 = R(x_s, s)`` at every step:
+
+* **direct**: return the first ``x̂0``;
+* **naive** (Algorithm 1): ``x_{s-1} = D(x̂0, s - 1)``;
+* **improved** (Algorithm 2): ``x_{s-1} = x_s - D(x̂0, s) + D(x̂0, s - 1)``.
+
+Because every degradation is a closed form, each step costs two degradations whatever ``s`` is, so a
+whole Algorithm 2 run is O(T) degradations (the authors' code recomputes them from scratch: O(T²)).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .degradations import Degradation, check_images, check_steps
+
+__all__ = ["ColdDiffusion", "Trajectory", "METHODS"]
+
+METHODS = ("direct", "naive", "improved")
+
+
+@dataclass
+class Trajectory:
+    """What a sampler visited. ``xt[k]`` is the state at step ``steps[k]`` (the last one is x_0);
+    ``x0_hat[k]`` is the restorer's prediction from ``xt[k]`` (one fewer than ``xt``)."""
+
+    steps: list[int]
+    xt: torch.Tensor  # (n + 1, B, C, H, W)
+    x0_hat: torch.Tensor  # (n, B, C, H, W)
+
+
+class ColdDiffusion(nn.Module):
+    """A restorer ``model(x_t, t) → x̂0`` paired with a degradation ``D``.
+
+    Lesson: 02_training_a_restorer. Calling the module on clean images returns the training loss.
+    """
+
+    def __init__(self, model: nn.Module, degradation: Degradation, loss: str = "l1") -> None:
+        super().__init__()
+        if loss not in ("l1", "l2"):
+            raise ValueError(f"loss must be 'l1' (the paper's) or 'l2'; got {loss!r}.")
+        if not isinstance(degradation, Degradation):
+            raise ValueError(f"degradation must be a coldlib Degradation; got {type(degradation).__name__}.")
+        self.model = model
+        self.degradation = degradation
+        self.loss_type = loss
+
+    @property
+    def T(self) -> int:
+        return self.degradation.T
+
+    def forward(self, x0: torch.Tensor) -> torch.Tensor:
+        return self.loss(x0)
+
+    def loss(self, x0: torch.Tensor, t: torch.Tensor | None = None, z: Any = None,
+             generator: torch.Generator | None = None) -> torch.Tensor:
+        """``|R(D(x0, t), t) - x0|`` averaged, with ``t ~ U{1..T}`` per image unless given.
+
+        Lesson: 02_training_a_restorer.
+        """
+        x0 = check_images(x0, channels=self.degradation.channels)
+        if t is None:
+            gen_device = generator.device if generator is not None else x0.device
+            t = torch.randint(1, self.T + 1, (x0.shape[0],), generator=generator, device=gen_device)
+        t = check_steps(t, x0.shape[0], self.T, x0.device)
+        if z is None:
+            z = self.degradation.draw_z(x0, generator)
+        with torch.no_grad():
+            xt = self.degradation(x0, t, z)
+        pred = self.model(xt, t)
+        if self.loss_type == "l1":
+            return F.l1_loss(pred.float(), x0.float())
+        return F.mse_loss(pred.float(), x0.float())
+
+    @torch.no_grad()
+    def predict_x0(self, xt: torch.Tensor, t: int | torch.Tensor) -> torch.Tensor:
+        """The restorer's estimate of the clean image from ``x_t``. Lesson: 02_training_a_restorer."""
+        steps = check_steps(t, xt.shape[0], self.T, xt.device)
+        return self.model(xt, steps)
+
+    @torch.no_grad()
+    def sample(self, xt: torch.Tensor, t: int | None = None, *, method: str = "improved", z: Any = None,
+               return_trajectory: bool = False) -> torch.Tensor | Trajectory:
+        """Run a sampler from ``x_t`` (degraded ``t`` steps; default ``T``) down to step 0.
+
+        Lesson: 03_sampling_naive_vs_improved. ``method`` is "direct", "naive" (Algorithm 1) or
+        "improved" (Algorithm 2). Degradations with a random ingredient (a hole position, a snow field,
+        the image or noise mixed in) need the ``z`` that made ``x_t``: it is held fixed along the run.
+        """
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}; got {method!r}.")
+        D = self.degradation
+        xt = check_images(xt, channels=D.channels, name="xt")
+        start = self.T if t is None else t
+        if isinstance(start, bool) or not isinstance(start, int) or not 0 <= start <= self.T:
+            raise ValueError(f"t (the step x_t was degraded to) must be an int in 0..{self.T}; got {start!r}.")
+        if z is None and D.draw_z(xt[:1]) is not None:
+            raise ValueError(f"{type(D).__name__} has a random ingredient z; pass the z that produced x_t "
+                             "(for generation, the one you start from) so the sampler can hold it fixed.")
+        if z is not None:
+            D.check_z(z, xt)
+        b = xt.shape[0]
+        x = xt
+        states, preds, steps = [x], [], [start]
+        for s in range(start, 0, -1):
+            s_now = torch.full((b,), s, device=x.device, dtype=torch.long)
+            x0_hat = self.model(x, s_now)
+            preds.append(x0_hat)
+            if method == "direct":
+                x = x0_hat
+                states.append(x)
+                steps.append(0)
+                break
+            previous = D.degrade(x0_hat, s_now - 1, z)
+            x = previous if method == "naive" else x - D.degrade(x0_hat, s_now, z) + previous
+            states.append(x)
+            steps.append(s - 1)
+        if not return_trajectory:
+            return x
+        empty = x.new_zeros((0, *x.shape))
+        return Trajectory(steps, torch.stack(states), torch.stack(preds) if preds else empty)

@@ -1,0 +1,165 @@
+"""Tests for coldlib.metrics: SSIM/RMSE/PSNR and the paper's evaluation table.
+
+Lesson: 03_sampling_naive_vs_improved. Tiny images (16 px) and tiny models, so this runs in seconds on a CPU.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from coldlib import metrics
+from coldlib.degradations import Degradation, GaussianBlur, GaussianNoise
+from coldlib.diffusion import ColdDiffusion
+from coldlib.unet import UNet, unet_preset
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors: one intra-op thread avoids OpenMP spin-waits on a busy 2-core CI box (5x faster)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _images(n: int = 6, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, 1, 16, 16, generator=g)
+    return (x.cumsum(-1) / 8).clamp(0, 1) * 2 - 1  # smooth-ish images in [-1, 1]
+
+
+def _blur() -> GaussianBlur:
+    return GaussianBlur([1.0] * 5, kernel_size=5, padding="circular")
+
+
+class Oracle(nn.Module):
+    """Returns the true x0: the clean image whose degraded version is nearest to the input.
+
+    A dropout on the output ruins it unless the module is in eval mode; ``seen`` records the modes it ran in.
+    """
+
+    def __init__(self, x0: torch.Tensor, degradation: Degradation, p: float = 0.0) -> None:
+        super().__init__()
+        self.register_buffer("x0", x0.clone())
+        self.degradation = degradation
+        self.drop = nn.Dropout(p)
+        self.seen: set[bool] = set()
+
+    def forward(self, xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        self.seen.add(self.training)
+        out = []
+        for img, s in zip(xt, t.tolist()):
+            candidates = self.degradation(self.x0, s)
+            out.append(self.x0[((candidates - img) ** 2).flatten(1).sum(1).argmin()])
+        return self.drop(torch.stack(out))
+
+
+def test_identical_images() -> None:
+    x = _images()
+    assert metrics.ssim(x, x) == pytest.approx(1.0, abs=1e-6)
+    assert metrics.rmse(x, x) == 0.0
+    assert metrics.psnr(x, x) == math.inf
+
+
+def test_known_offset() -> None:
+    a = torch.full((2, 3, 16, 16), -0.5)
+    b = a + 0.2  # 0.1 in [0, 1]
+    assert metrics.rmse(a, b) == pytest.approx(0.1, abs=1e-6)
+    assert metrics.psnr(a, b) == pytest.approx(20.0, abs=1e-4)
+
+
+def test_to_unit_clamps_and_shapes_checked() -> None:
+    assert torch.equal(metrics.to_unit(torch.tensor([-3.0, -1.0, 0.0, 1.0, 2.0])),
+                       torch.tensor([0.0, 0.0, 0.5, 1.0, 1.0]))
+    with pytest.raises(ValueError, match="same shape"):
+        metrics.rmse(torch.zeros(1, 1, 16, 16), torch.zeros(2, 1, 16, 16))
+    with pytest.raises(ValueError, match="at least 11"):
+        metrics.ssim(torch.zeros(1, 1, 8, 8), torch.zeros(1, 1, 8, 8))
+
+
+def test_oracle_restorer_is_perfect_and_degraded_is_not() -> None:
+    x0 = _images()
+    D = _blur()
+    res = metrics.evaluate_restoration(ColdDiffusion(Oracle(x0, D), D), x0, batch_size=4)
+    assert list(res) == ["Degraded", "Direct", "Algorithm 1", "Algorithm 2"]
+    for col in ("Direct", "Algorithm 1", "Algorithm 2"):
+        assert res[col]["RMSE"] < 1e-6 and res[col]["SSIM"] == pytest.approx(1.0, abs=1e-5), col
+    xT = D(x0, D.T)  # "Degraded" is the true x_T, measured on the same images
+    assert res["Degraded"]["RMSE"] == pytest.approx(metrics.rmse(xT, x0), rel=1e-9)
+    assert res["Degraded"]["SSIM"] == pytest.approx(metrics.ssim(xT, x0), rel=1e-6)
+    assert res["Degraded"]["PSNR"] == pytest.approx(metrics.psnr(xT, x0), rel=1e-6)
+    assert res["Degraded"]["RMSE"] > 0.01 and res["Degraded"]["SSIM"] < 0.99
+
+
+def test_seeded_evaluation_is_deterministic_and_shares_z() -> None:
+    torch.manual_seed(0)
+    x0 = _images(4)
+    D = GaussianNoise(4)
+    diffusion = ColdDiffusion(UNet(unet_preset("tiny", 1)), D)
+
+    def run(seed: int, methods: tuple[str, ...] = ("direct", "naive", "improved")) -> dict:
+        return metrics.evaluate_restoration(diffusion, x0, batch_size=2, generator=torch.Generator().manual_seed(seed),
+                                            methods=methods)
+
+    first = run(7)
+    assert first == run(7)
+    assert run(8, ("direct",))["Degraded"] != first["Degraded"]
+    # z is drawn once per batch with the generator and shared by all columns: rebuild it batch by batch.
+    g = torch.Generator().manual_seed(7)
+    zs = [D.draw_z(b, g) for b in x0.split(2)]
+    xT = torch.cat([D(b, D.T, z) for b, z in zip(x0.split(2), zs)])
+    assert first["Degraded"]["RMSE"] == pytest.approx(metrics.rmse(xT, x0), rel=1e-9)
+    assert first["Degraded"]["SSIM"] == pytest.approx(metrics.ssim(xT, x0), rel=1e-6)
+    final = torch.cat([diffusion.sample(D(b, D.T, z), method="improved", z=z) for b, z in zip(x0.split(2), zs)])
+    assert first["Algorithm 2"]["RMSE"] == pytest.approx(metrics.rmse(final, x0), rel=1e-9)
+    assert first["Algorithm 2"]["PSNR"] == pytest.approx(metrics.psnr(final, x0), rel=1e-6)
+
+
+def test_modes_restored_and_dropout_off() -> None:
+    x0 = _images(4)
+    D = _blur()
+    oracle = Oracle(x0, D, p=0.9)
+    diffusion = ColdDiffusion(oracle, D)
+    diffusion.train()
+    res = metrics.evaluate_restoration(diffusion, x0, methods=("direct", "improved"))
+    assert oracle.seen == {False}  # evaluated with dropout off ...
+    assert res["Direct"]["RMSE"] < 1e-6 and res["Algorithm 2"]["RMSE"] < 1e-6
+    assert diffusion.training and oracle.training and oracle.drop.training  # ... and handed back in train mode
+    diffusion.eval()
+    metrics.evaluate_restoration(diffusion, x0, methods=("direct",))
+    assert not oracle.training and not oracle.drop.training
+
+
+def test_mode_restored_after_error() -> None:
+    D = _blur()
+    model = UNet(unet_preset("tiny", 1)).train()
+    with pytest.raises(ValueError, match="divisible"):  # the UNet rejects 13 px mid-evaluation
+        metrics.evaluate_restoration(ColdDiffusion(model, D), torch.zeros(2, 1, 13, 13))
+    assert model.training
+
+
+def test_bad_arguments() -> None:
+    D = _blur()
+    diffusion = ColdDiffusion(UNet(unet_preset("tiny", 1)), D)
+    with pytest.raises(ValueError, match="methods"):
+        metrics.evaluate_restoration(diffusion, _images(2), methods=("ddim",))
+    with pytest.raises(ValueError, match="batch_size"):
+        metrics.evaluate_restoration(diffusion, _images(2), batch_size=0)
+
+
+def test_format_table() -> None:
+    results = {"Degraded": {"SSIM": 0.3, "RMSE": 0.29, "PSNR": 10.5},
+               "Direct": {"SSIM": 0.75, "RMSE": 0.14, "PSNR": math.inf},
+               "Algorithm 2": {"SSIM": 0.71, "RMSE": 0.15, "PSNR": 16.0}}
+    plain = metrics.format_table(results)
+    assert plain.splitlines()[0] == "| Column | SSIM | RMSE | PSNR |"
+    assert "| Direct | 0.750 | 0.140 | ∞ |" in plain
+    table = metrics.format_table(results, metrics.PAPER_TABLES["blur", "mnist"])
+    assert table.splitlines()[0] == ("| Column | SSIM | SSIM (paper) | RMSE | RMSE (paper) | PSNR | FID (paper) |")
+    assert "| Algorithm 2 | 0.710 | 0.718 | 0.150 | 0.154 | 16.00 | 4.69 |" in table
+    sampled = metrics.format_table({"Algorithm 2": results["Algorithm 2"]}, {"Sampled": {"SSIM": 0.5}})
+    assert "| Algorithm 2 | 0.710 | 0.500 |" in sampled

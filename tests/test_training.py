@@ -1,0 +1,148 @@
+"""Training: the loss goes down, EMA follows the paper's schedule, and a killed run resumes exactly."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from coldlib.checkpoints import load_model
+from coldlib.degradations import GaussianMask, preset
+from coldlib.diffusion import ColdDiffusion
+from coldlib.training import TrainConfig, Trainer
+from coldlib.unet import UNet, unet_preset
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def toy_images(n: int = 64, c: int = 1, size: int = 16) -> torch.Tensor:
+    """Bright squares at four places on a dark ground: a problem a tiny UNet learns in a few dozen steps."""
+    x = torch.zeros(4, c, size, size, dtype=torch.uint8)
+    q = size // 4
+    for i, (r, col) in enumerate([(0, 0), (0, 2), (2, 0), (2, 2)]):
+        x[i, :, r * q : (r + 2) * q, col * q : (col + 2) * q] = 255
+    return x.repeat(n // 4, 1, 1, 1)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run faster on one thread, and the suite shares two cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def make_trainer(out_dir=None, steps=6, degradation=None, **overrides) -> Trainer:
+    torch.manual_seed(0)
+    model = UNet(unet_preset("tiny", 1))
+    D = degradation or preset("blur", "mnist")
+    config = TrainConfig(steps=steps, batch_size=4, grad_accum=2, checkpoint_every=3, ema_start=2, ema_every=1,
+                         ema_decay=0.9, **overrides)
+    return Trainer(ColdDiffusion(model, D), toy_images(), config, out_dir=out_dir, device="cpu")
+
+
+def params(module: torch.nn.Module) -> torch.Tensor:
+    return torch.cat([p.detach().flatten() for p in module.state_dict().values()])
+
+
+def test_loss_decreases_on_a_tiny_problem():
+    trainer = make_trainer(steps=30, lr=3e-3)
+    x0 = trainer.images.float() / 127.5 - 1
+    t = torch.arange(len(x0)) % 20 + 1
+    with torch.no_grad():
+        before = float(trainer.diffusion.loss(x0, t))
+    trainer.train(progress=False)
+    with torch.no_grad():
+        after = float(trainer.diffusion.loss(x0, t))
+    assert after < 0.5 * before, (before, after)
+
+
+def test_ema_is_reset_before_start_then_averages():
+    trainer = make_trainer(steps=1)
+    trainer.train(progress=False)
+    assert torch.equal(params(trainer.ema), params(trainer.model))  # step 1 < ema_start: a copy
+    trainer.train(steps=4, progress=False)
+    assert not torch.equal(params(trainer.ema), params(trainer.model))
+
+
+@pytest.mark.parametrize("degradation", [None, GaussianMask(10, kernel_std=0.1)], ids=["blur", "random-mask"])
+def test_resume_continues_exactly(tmp_path, degradation):
+    straight = make_trainer(tmp_path / "a", degradation=degradation)
+    straight.train(progress=False)
+
+    first = make_trainer(tmp_path / "b", degradation=degradation)
+    first.train(steps=3, progress=False)  # checkpoint_every=3: state written at step 3
+    del first
+    torch.manual_seed(123)  # a new process would not share the global RNG either
+    second = make_trainer(tmp_path / "b", degradation=degradation)
+    assert second.resume() and second.step == 3
+    second.train(progress=False)
+
+    assert second.step == straight.step == 6
+    assert second.losses == pytest.approx(straight.losses, abs=0)
+    assert torch.equal(params(second.model), params(straight.model))
+    assert torch.equal(params(second.ema), params(straight.ema))
+
+
+def test_resume_without_a_checkpoint_is_a_fresh_start(tmp_path):
+    assert make_trainer(tmp_path / "none").resume() is False
+    with pytest.raises(ValueError, match="out_dir"):
+        make_trainer(None).save_checkpoint()
+
+
+def test_bad_config_is_refused():
+    with pytest.raises(ValueError, match="batch_size"):
+        TrainConfig(batch_size=0)
+    with pytest.raises(ValueError, match="mixed_precision"):
+        TrainConfig(mixed_precision="fp8")
+
+
+def _cli(out: Path, steps: int, export: Path | None = None) -> list[str]:
+    cmd = [sys.executable, "-m", "coldlib.train", "--task", "blur", "--dataset", "folder:" + str(out.parent / "imgs"),
+           "--image-size", "16", "--model", "tiny", "--steps", str(steps), "--batch-size", "4", "--grad-accum", "1",
+           "--checkpoint-every", "2", "--ema-start", "2", "--eval-images", "0", "--out", str(out), "--no-progress",
+           "--preset-dataset", "mnist", "--device", "cpu"]
+    return cmd + (["--export", str(export)] if export else [])
+
+
+def test_cli_killed_run_resumes_to_the_same_weights(tmp_path):
+    from PIL import Image
+
+    (tmp_path / "imgs").mkdir()
+    g = torch.Generator().manual_seed(0)
+    for i in range(20):
+        arr = (torch.rand(16, 16, 3, generator=g) * 255).to(torch.uint8).numpy()
+        Image.fromarray(arr).save(tmp_path / "imgs" / f"{i:02d}.png")
+    env = {**os.environ, "COLDLIB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
+    steps = 12
+
+    subprocess.run(_cli(tmp_path / "straight", steps, tmp_path / "straight_model"), env=env, check=True,
+                   capture_output=True, cwd=tmp_path)
+
+    # Kill a second run with SIGKILL once its first checkpoint exists, then run the same command again.
+    proc = subprocess.Popen(_cli(tmp_path / "killed", steps), env=env, cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = tmp_path / "killed" / "state.safetensors"
+    deadline = time.time() + 120
+    while not state.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert state.exists(), "the run should have written a checkpoint before being killed"
+    rerun = subprocess.run(_cli(tmp_path / "killed", steps, tmp_path / "killed_model"), env=env, check=True,
+                           capture_output=True, text=True, cwd=tmp_path)
+    resumed = re.search(r"resumed at step (\d+)", rerun.stdout)
+    assert resumed and 0 < int(resumed[1]) < steps, rerun.stdout  # killed mid-way, not after the end
+
+    a = load_model(tmp_path / "straight_model")
+    b = load_model(tmp_path / "killed_model")
+    assert a.config["steps"] == b.config["steps"] == steps
+    assert torch.equal(params(a.model), params(b.model))
