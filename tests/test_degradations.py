@@ -274,3 +274,15 @@ def test_bad_T_raises(bad):
 def test_unknown_preset_lists_known_ones():
     with pytest.raises(ValueError, match="blur/mnist"):
         preset("blur", "imagenet")
+
+
+@pytest.mark.parametrize("kind,dataset", ALL)
+def test_config_round_trip(kind, dataset):
+    from coldlib.degradations import from_config
+
+    D = make(kind, dataset)
+    D2 = from_config(D.config())
+    x = images(2, c=channels_for(D))
+    z = D.draw_z(x, torch.Generator().manual_seed(0))
+    t = torch.tensor([1, D.T])
+    assert type(D2) is type(D) and torch.equal(D(x, t, z), D2(x, t, z))

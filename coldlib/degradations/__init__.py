@@ -18,7 +18,7 @@ from .snow import Snow, SnowField
 __all__ = [
     "Degradation", "check_images", "check_steps", "SeparableLinear", "GaussianBlur", "Pixelate",
     "GaussianMask", "Snow", "SnowField", "Decolorize", "ImageMixing", "GaussianNoise", "blur_sigmas",
-    "gaussian_kernel1d", "cosine_alpha_bar", "PRESETS", "preset", "list_presets",
+    "gaussian_kernel1d", "cosine_alpha_bar", "PRESETS", "preset", "list_presets", "from_config",
 ]
 
 # (kind, dataset) -> factory. Image sizes: MNIST and CIFAR-10 at 32, CelebA at 128 (decolor: 64).
@@ -44,6 +44,20 @@ PRESETS: dict[tuple[str, str], Callable[[], Degradation]] = {
     ("noise", "celeba"): lambda: GaussianNoise(200),
     ("noise", "afhq"): lambda: GaussianNoise(200),
 }
+
+
+_TYPES: dict[str, type[Degradation]] = {cls.__name__: cls for cls in (
+    GaussianBlur, Pixelate, GaussianMask, Snow, Decolorize, ImageMixing, GaussianNoise)}
+
+
+def from_config(config: dict) -> Degradation:
+    """Rebuild a built-in degradation from its :meth:`Degradation.config`. Lesson: 02_training_a_restorer."""
+    if not isinstance(config, dict) or config.get("type") not in _TYPES:
+        raise ValueError(f"not a degradation config (need 'type' in {sorted(_TYPES)}): {config!r}")
+    kwargs = {k: v for k, v in config.items() if k != "type"}
+    if config["type"] == "Snow":
+        kwargs["threshold"], kwargs["motion_sigma"] = tuple(kwargs["threshold"]), tuple(kwargs["motion_sigma"])
+    return _TYPES[config["type"]](**kwargs)
 
 
 def list_presets() -> list[tuple[str, str]]:

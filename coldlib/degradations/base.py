@@ -116,5 +116,13 @@ class Degradation(abc.ABC):
     def degrade(self, x0: torch.Tensor, t: torch.Tensor, z: Any) -> torch.Tensor:
         """The operator itself; ``x0`` and ``t`` (long, shape (B,)) are already checked."""
 
+    def config(self) -> dict[str, Any]:
+        """A JSON-able description that :func:`coldlib.degradations.from_config` turns back into ``self``.
+
+        Built-in degradations implement it so checkpoints can record what they were trained on.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not describe itself; implement config() to "
+                                  "save it in a checkpoint.")
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(T={self.T})"

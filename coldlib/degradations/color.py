@@ -25,6 +25,9 @@ class Decolorize(Degradation):
         super().__init__(T)
         self.schedule = {"gray_fraction": torch.arange(T + 1, dtype=torch.float64) / T}
 
+    def config(self) -> dict[str, Any]:
+        return {"type": "Decolorize", "T": self.T}
+
     def degrade(self, x0: torch.Tensor, t: torch.Tensor, z: Any) -> torch.Tensor:
         frac = (t.to(x0.dtype) / self.T)[:, None, None, None]
         gray = x0.mean(dim=1, keepdim=True)

@@ -47,6 +47,10 @@ class GaussianMask(Degradation):
         self.schedule = {"sigma": torch.tensor([0.0, *sigmas], dtype=torch.float64)}
         self._cache: dict[tuple[int, int, torch.device, torch.dtype], torch.Tensor] = {}
 
+    def config(self) -> dict[str, Any]:
+        return {"type": "GaussianMask", "T": self.T, "kernel_std": self.kernel_std,
+                "initial_mask": self.initial_mask, "random_position": self.random_position}
+
     def cumulative_masks(self, h: int, w: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
         """(T + 1, canvas_h, canvas_w): the product of the first t masks, for t = 0..T."""
         key = (h, w, torch.device(device), dtype)

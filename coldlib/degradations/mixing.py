@@ -44,6 +44,9 @@ class ImageMixing(Degradation):
         self.schedule = {"alpha_bar": self.alpha_bar}
         self.pool = None if pool is None else check_images(pool, name="pool")
 
+    def config(self) -> dict[str, Any]:
+        return {"type": type(self).__name__, "T": self.T}  # the pool of images is data, not config
+
     def draw_z(self, x0: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         if self.pool is None:
             raise ValueError("ImageMixing needs the images to mix in: pass z=<images shaped like x0> or build it "

@@ -114,6 +114,10 @@ class GaussianBlur(SeparableLinear):
         self.kernels = [gaussian_kernel1d(kernel_size, s) for s in self.sigmas]
         self.schedule = {"sigma": torch.tensor([0.0, *self.sigmas], dtype=torch.float64)}
 
+    def config(self) -> dict[str, Any]:
+        return {"type": "GaussianBlur", "sigmas": self.sigmas, "kernel_size": self.kernel_size,
+                "padding": self.padding, "to_mean_at_T": self.to_mean_at_T}
+
     @classmethod
     def from_routine(cls, routine: str, T: int, std: float, kernel_size: int, padding: str = "circular",
                      to_mean_at_T: bool = False) -> GaussianBlur:
@@ -150,6 +154,9 @@ class Pixelate(SeparableLinear):
     def __init__(self, T: int) -> None:
         super().__init__(T)
         self.schedule = {"block": torch.tensor([2.0**t for t in range(T + 1)], dtype=torch.float64)}
+
+    def config(self) -> dict[str, Any]:
+        return {"type": "Pixelate", "T": self.T}
 
     def composite_matrices(self, n: int) -> torch.Tensor:
         if n % 2**self.T:

@@ -49,12 +49,18 @@ class Snow(Degradation):
         if min(motion_sigma) <= 0:
             raise ValueError(f"motion_sigma values must be positive; got {motion_sigma}.")
         self.loc, self.scale, self.zoom, self.motion_taps = float(loc), float(scale), float(zoom), motion_taps
+        self.threshold, self.motion_sigma = tuple(threshold), tuple(motion_sigma)
         steps = torch.linspace(0, 1, T, dtype=torch.float64) if T > 1 else torch.ones(1, dtype=torch.float64)
         tau = threshold[0] + (threshold[1] - threshold[0]) * steps
         sigma = motion_sigma[0] + (motion_sigma[1] - motion_sigma[0]) * steps
         # entry 0 is t = 0, where no snow is added (an infinite threshold)
         self.schedule = {"threshold": torch.cat([torch.tensor([float("inf")], dtype=torch.float64), tau]),
                          "motion_sigma": torch.cat([torch.tensor([1.0], dtype=torch.float64), sigma])}
+
+    def config(self) -> dict[str, Any]:
+        return {"type": "Snow", "T": self.T, "threshold": list(self.threshold),
+                "motion_sigma": list(self.motion_sigma), "loc": self.loc, "scale": self.scale,
+                "zoom": self.zoom, "motion_taps": self.motion_taps}
 
     def draw_z(self, x0: torch.Tensor, generator: torch.Generator | None = None) -> SnowField:
         b, _, h, w = x0.shape

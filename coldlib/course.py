@@ -1,0 +1,134 @@
+"""The course itself: where the repository lives, Colab links, and the ordered map of lessons.
+
+Lesson: 00_setup_and_tour (the lesson map and the "Open in Colab" badges at the top of every notebook).
+
+This module is the ONE place that holds the repository address. If the course is hosted elsewhere (a
+fork, another branch or a release tag), change :data:`REPO` and :data:`BRANCH` here, then update the badge
+and the ``git clone`` line in each notebook's first two cells to match; ``tests/test_plotting_widgets.py``
+checks that they agree with this module. (Those two cells cannot import this module: in Colab they run
+before coldlib is installed.)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+__all__ = ["REPO", "BRANCH", "Lesson", "LESSONS", "github_url", "clone_url", "colab_url",
+           "colab_badge_markdown", "lesson", "lesson_table_markdown"]
+
+REPO = "coldlib-course/cold-diffusion-course"
+"""``owner/name`` of the course repository on GitHub."""
+
+BRANCH = "main"
+"""The branch (or tag) that the Colab links and the Colab setup cell use."""
+
+_BADGE_IMAGE = "https://colab.research.google.com/assets/colab-badge.svg"
+
+
+def _repo_path(notebook_path: str | PurePosixPath) -> str:
+    """Normalise a notebook path relative to the repository root, e.g. ``notebooks/01_degradations.ipynb``."""
+    path = PurePosixPath(str(notebook_path).replace("\\", "/"))
+    if path.is_absolute() or ".." in path.parts:
+        raise ValueError(f"notebook_path must be relative to the repository root (like "
+                         f"'notebooks/01_degradations.ipynb'); got {str(notebook_path)!r}.")
+    if path.suffix != ".ipynb":
+        raise ValueError(f"notebook_path must name an .ipynb file (Colab opens notebooks, not the paired .py); "
+                         f"got {str(notebook_path)!r}.")
+    return path.as_posix().removeprefix("./")
+
+
+def github_url(path: str = "") -> str:
+    """The GitHub page of ``path`` (a file or folder relative to the repository root) on :data:`BRANCH`."""
+    base = f"https://github.com/{REPO}"
+    return f"{base}/blob/{BRANCH}/{path}" if path else base
+
+
+def clone_url() -> str:
+    """The address ``git clone`` uses in the Colab setup cell of every notebook."""
+    return f"https://github.com/{REPO}.git"
+
+
+def colab_url(notebook_path: str | PurePosixPath) -> str:
+    """The URL that opens ``notebook_path`` (relative to the repository root) in Google Colab.
+
+    Lesson: 00_setup_and_tour. Example: ``colab_url("notebooks/01_degradations.ipynb")``.
+    """
+    return f"https://colab.research.google.com/github/{REPO}/blob/{BRANCH}/{_repo_path(notebook_path)}"
+
+
+def colab_badge_markdown(notebook_path: str | PurePosixPath) -> str:
+    """The "Open in Colab" badge (Markdown) for ``notebook_path``; the header cell of each lesson holds it.
+
+    Lesson: 00_setup_and_tour.
+    """
+    return f"[![Open In Colab]({_BADGE_IMAGE})]({colab_url(notebook_path)})"
+
+
+@dataclass(frozen=True)
+class Lesson:
+    """One lesson of the course. ``stem`` is the notebook file name without suffix, e.g. ``01_degradations``.
+
+    ``planned`` lessons are announced in the map but have no notebook yet.
+    """
+
+    number: int
+    stem: str
+    title: str
+    summary: str
+    planned: bool = False
+
+    @property
+    def path(self) -> str:
+        """The notebook's path relative to the repository root."""
+        return f"notebooks/{self.stem}.ipynb"
+
+
+LESSONS: tuple[Lesson, ...] = (
+    Lesson(0, "00_setup_and_tour", "Setup and a tour of cold diffusion",
+           "What cold diffusion claims, the training objective and both samplers in words, and a check of your "
+           "environment and data."),
+    Lesson(1, "01_degradations", "Degradations: blur, pixelation, masks, snow, decolorization, mixing, noise",
+           "Each degradation D(x, t) of the paper derived in a few lines, explored with a slider, and computed "
+           "in closed form."),
+    Lesson(2, "02_training_a_restorer", "Training a restoration network",
+           "Train R(D(x, t), t) ≈ x with an L1 loss on MNIST, small enough for a CPU.", planned=True),
+    Lesson(3, "03_sampling_naive_vs_improved", "Sampling: Algorithm 1 versus Algorithm 2",
+           "Why the naive sampler drifts and the improved update x - D(x̂, t) + D(x̂, t-1) does not.", planned=True),
+    Lesson(4, "04_inpainting", "Inpainting with Gaussian masks",
+           "Restore images behind a growing hole, random or centred.", planned=True),
+    Lesson(5, "05_super_resolution", "Super-resolution by un-pixelating",
+           "Invert 2×2 block averaging step by step.", planned=True),
+    Lesson(6, "06_snow_and_decolorization", "Desnowification and colorization",
+           "Two degradations that are not blurs: snow from ImageNet-C and fading to grey.", planned=True),
+    Lesson(7, "07_generation", "Generation without noise",
+           "Sample new images from blur (a colour mixture for x_T) and from animorphosis.", planned=True),
+    Lesson(8, "08_your_own_degradation", "Your own degradation",
+           "Subclass coldlib.degradations.Degradation, train, and sample.", planned=True),
+    Lesson(9, "09_reproducing_the_paper", "Reproducing the paper",
+           "Full-size settings and the paper's numbers, with a GPU.", planned=True),
+)
+"""The lessons in order. Lesson: 00_setup_and_tour prints this map."""
+
+
+def lesson(stem: str) -> Lesson:
+    """The :class:`Lesson` whose notebook is ``stem`` (e.g. ``"01_degradations"``); ``KeyError`` if unknown."""
+    for item in LESSONS:
+        if item.stem == stem:
+            return item
+    raise KeyError(f"no lesson {stem!r}; known: {', '.join(item.stem for item in LESSONS)}")
+
+
+def lesson_table_markdown() -> str:
+    """The lesson map as a Markdown table (number, title with Colab link, summary, status).
+
+    Lesson: 00_setup_and_tour.
+    """
+    rows = ["| # | Lesson | What you learn | Status |", "|---|---|---|---|"]
+    for item in LESSONS:
+        if item.planned:
+            name, status = f"{item.title} (`{item.stem}`)", "planned"
+        else:
+            name, status = f"[{item.title}]({colab_url(item.path)}) (`{item.stem}`)", "available"
+        rows.append(f"| {item.number:02d} | {name} | {item.summary} | {status} |")
+    return "\n".join(rows)

@@ -1,0 +1,225 @@
+"""Static figures of images and degradations, for readers with or without a live kernel.
+
+Lesson: 01_degradations (every slider is followed by one of these grids); later lessons reuse them.
+
+Images are float batches (B, C, H, W) in [-1, 1], one or three channels. Every function returns a
+matplotlib ``Figure``. The figure is closed in pyplot right away, so a notebook shows it exactly once: when
+it is the value of the cell (or passed to ``display``). Scripts can call ``fig.savefig(...)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from torchvision.utils import make_grid
+
+from coldlib.degradations.base import Degradation, check_images
+
+__all__ = ["to_unit", "image_grid", "show_images", "showcase", "repeat_z", "degrade_over_steps", "degradation_grid",
+           "compare_degradations", "plot_schedule"]
+
+PAD = 2  # pixels of white between the images of a grid
+
+# Keep one call of D below this many tensor elements; larger requests are split into chunks of steps.
+MAX_ELEMENTS_PER_CALL = 2**26
+
+
+def to_unit(x: torch.Tensor) -> torch.Tensor:
+    """Map images from [-1, 1] to [0, 1] for display, clipping what falls outside (noise does)."""
+    return ((x.detach().float().cpu() + 1) / 2).clamp(0, 1)
+
+
+def image_grid(x: torch.Tensor, nrow: int = 8) -> np.ndarray:
+    """A (H', W', 3) uint8 array tiling the batch ``x`` (B, C, H, W) in rows of ``nrow``, white-padded."""
+    if x.ndim == 3:
+        x = x[None]
+    check_images(x, name="x")
+    if x.shape[1] not in (1, 3):
+        raise ValueError(f"images must have 1 or 3 channels to be shown; got {x.shape[1]} (shape {tuple(x.shape)}).")
+    grid = make_grid(to_unit(x), nrow=max(1, nrow), padding=PAD, pad_value=1.0)  # grey images become RGB
+    return (grid.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+
+
+def _new_figure(width: float, height: float) -> Figure:
+    fig = plt.figure(figsize=(max(width, 1.5), max(height, 1.0)))
+    plt.close(fig)  # shown once, as the cell's value, not again by the inline backend
+    return fig
+
+
+def show_images(x: torch.Tensor, nrow: int = 8, title: str | None = None, ax: Axes | None = None,
+                scale: float = 0.9) -> Figure:
+    """Show a batch of images (B, C, H, W) in [-1, 1] as one grid with ``nrow`` images per row.
+
+    Lesson: 00_setup_and_tour. ``ax`` draws into an existing axes (then its figure is returned and left to
+    you); ``scale`` is inches per image otherwise.
+    """
+    grid = image_grid(x, nrow)
+    if ax is None:
+        n = 1 if x.ndim == 3 else x.shape[0]
+        cols, rows = min(nrow, n), -(-n // nrow)
+        fig = _new_figure(scale * cols, scale * rows + (0.35 if title else 0))
+        ax = fig.add_axes((0, 0, 1, 0.9 if title else 1))
+    ax.imshow(grid, interpolation="nearest")
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title, fontsize=10)
+    return ax.figure
+
+
+def showcase(x: torch.Tensor, labels: torch.Tensor | None = None, k: int = 4) -> torch.Tensor:
+    """Indices of ``k`` images of ``x`` that show degradations well: textured and colourful ones.
+
+    Lesson: 00_setup_and_tour. With ``labels`` the picks cycle through the classes (for the offline photos:
+    one crop per source photo), taking the best-scoring unused image of each; the order is deterministic.
+    """
+    x = check_images(x, name="x")
+    score = x.std(dim=(2, 3)).mean(1) + 2 * (x - x.mean(1, keepdim=True)).abs().mean(dim=(1, 2, 3))
+    order = score.argsort(descending=True, stable=True)
+    if labels is None:
+        return order[:k]
+    ranked = [order[labels[order] == c] for c in torch.unique(labels)]
+    picks = [group[r] for r in range(max(len(g) for g in ranked)) for group in ranked if r < len(group)]
+    return torch.stack(picks[:k])
+
+
+def repeat_z(z: Any, n: int) -> Any:
+    """Repeat a degradation's random ingredient ``z`` for a batch repeated ``n`` times (``x.repeat(n, ...)``).
+
+    ``None`` stays ``None``; tensors repeat along their first (batch) axis; tuples, including named tuples
+    such as :class:`~coldlib.degradations.SnowField`, repeat field by field.
+    """
+    if z is None:
+        return None
+    if isinstance(z, torch.Tensor):
+        return z.repeat(n, *([1] * (z.ndim - 1)))
+    if isinstance(z, tuple):
+        parts = [repeat_z(v, n) for v in z]
+        return type(z)(*parts) if hasattr(z, "_fields") else tuple(parts)
+    raise TypeError(f"don't know how to repeat z of type {type(z).__name__}; use a tensor, a tuple of tensors "
+                    "or None (or call D once per step yourself).")
+
+
+def degrade_over_steps(D: Degradation, x: torch.Tensor, steps: Sequence[int] | torch.Tensor, z: Any = None,
+                       generator: torch.Generator | None = None) -> torch.Tensor:
+    """``D(x, t, z)`` for every ``t`` in ``steps``, as a (S, B, C, H, W) tensor, with ONE ``z`` for all steps.
+
+    Lesson: 01_degradations. The batch is repeated S times and degraded in a single call of ``D`` with a
+    different ``t`` per copy (closed forms make that cheap); only huge requests are split into chunks.
+    ``z`` defaults to ``D.draw_z(x, generator)``, drawn once, so every step shows the same hole, snow field
+    or noise image.
+    """
+    x = check_images(x, name="x")
+    steps = torch.as_tensor(steps, dtype=torch.long).flatten()
+    if steps.numel() == 0:
+        raise ValueError("steps is empty; pass at least one t in 0..T.")
+    if int(steps.min()) < 0 or int(steps.max()) > D.T:
+        raise ValueError(f"steps must lie in 0..T = 0..{D.T}; got {steps.tolist()}.")
+    if z is None:
+        z = D.draw_z(x, generator)
+    b = x.shape[0]
+    per_step = x[0].numel() * b
+    chunk = max(1, MAX_ELEMENTS_PER_CALL // per_step)
+    out = []
+    for part in steps.split(chunk):
+        n = part.numel()
+        t = part.to(x.device).repeat_interleave(b)  # step-major: copy k of the batch gets part[k]
+        out.append(D(x.repeat(n, 1, 1, 1), t, repeat_z(z, n)).view(n, *x.shape))
+    return torch.cat(out)
+
+
+def _labelled_grid(images: torch.Tensor, ncols: int, col_labels: Sequence[str], row_labels: Sequence[str] | None,
+                   title: str | None, scale: float) -> Figure:
+    """Tile ``images`` (N, C, H, W) in rows of ``ncols`` with text labels on top and (optionally) on the left."""
+    n, _, h, w = images.shape
+    nrows = -(-n // ncols)
+    if row_labels is not None and len(row_labels) != nrows:
+        raise ValueError(f"row_labels has {len(row_labels)} entries for {nrows} rows.")
+    fig = _new_figure(scale * ncols + (1.0 if row_labels is not None else 0.2), scale * nrows + 0.7)
+    ax = fig.add_subplot()
+    ax.imshow(image_grid(images, nrow=ncols), interpolation="nearest")
+    ax.set_xticks([PAD + j * (w + PAD) + w / 2 - 0.5 for j in range(ncols)])
+    ax.set_xticklabels(list(col_labels), fontsize=8)
+    ax.xaxis.set_ticks_position("top")
+    if row_labels is not None:
+        ax.set_yticks([PAD + i * (h + PAD) + h / 2 - 0.5 for i in range(nrows)])
+        ax.set_yticklabels(list(row_labels), fontsize=8)
+    else:
+        ax.set_yticks([])
+    ax.tick_params(length=0)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def degradation_grid(D: Degradation, x: torch.Tensor, steps: Sequence[int], z: Any = None,
+                     generator: torch.Generator | None = None, title: str | None = None,
+                     row_labels: Sequence[str] | None = None, scale: float = 0.9) -> Figure:
+    """A labelled grid: one row per image of ``x``, one column per ``t`` in ``steps``.
+
+    Lesson: 01_degradations (the static companion of every slider). ``z`` as in
+    :func:`degrade_over_steps`; ``title`` defaults to ``repr(D)``; ``scale`` is inches per image.
+    """
+    frames = degrade_over_steps(D, x, steps, z, generator)  # (S, B, C, H, W)
+    s, b = frames.shape[:2]
+    labels = [f"t={int(t)}" for t in torch.as_tensor(steps).flatten()]
+    return _labelled_grid(frames.transpose(0, 1).reshape(s * b, *x.shape[1:]), s, labels, row_labels,
+                          repr(D) if title is None else title, scale)
+
+
+def _fraction_label(f: float) -> str:
+    return "t=0" if f == 0 else "t=T" if f == 1 else f"t={f:g}T"
+
+
+def compare_degradations(degradations: Mapping[str, Degradation], x: torch.Tensor,
+                         fractions: Sequence[float] = (0, 0.25, 0.5, 0.75, 1),
+                         generator: torch.Generator | None = None, title: str | None = None,
+                         scale: float = 0.9) -> Figure:
+    """One image under several degradations: one row per degradation, columns at t = round(f·T).
+
+    Lesson: 00_setup_and_tour (the paper's thesis in a figure: hot noise next to cold degradations).
+    ``x`` is a single image (C, H, W) or (1, C, H, W); ``fractions`` are fractions of each one's own T.
+    """
+    x = x[None] if x.ndim == 3 else x
+    x = check_images(x, name="x")
+    if x.shape[0] != 1:
+        raise ValueError(f"x must be ONE image, shape (1, C, H, W); got {tuple(x.shape)}.")
+    if not degradations or not fractions:
+        raise ValueError("pass at least one degradation and one fraction.")
+    if any(not 0 <= f <= 1 for f in fractions):
+        raise ValueError(f"fractions must lie in [0, 1]; got {list(fractions)}.")
+    rows = [degrade_over_steps(D, x, [round(f * D.T) for f in fractions], generator=generator)[:, 0]
+            for D in degradations.values()]
+    return _labelled_grid(torch.cat(rows), len(fractions), [_fraction_label(f) for f in fractions],
+                          list(degradations), title, scale)
+
+
+def plot_schedule(D: Degradation, keys: Sequence[str] | None = None) -> Figure:
+    """Plot each entry of ``D.schedule`` (or only ``keys``) against ``t = 0..T``, one panel per entry.
+
+    Lesson: 01_degradations. Non-finite entries (snow's threshold at t = 0 is +inf: no snow) are left out.
+    """
+    names = list(D.schedule) if keys is None else list(keys)
+    if not names:
+        raise ValueError(f"{D!r} has an empty schedule; nothing to plot.")
+    fig = _new_figure(3.2 * len(names), 2.6)
+    axes = fig.subplots(1, len(names), squeeze=False)[0]
+    t = np.arange(D.T + 1)
+    for ax, name in zip(axes, names):
+        values = D.schedule[name].double().cpu().numpy()
+        finite = np.isfinite(values)
+        ax.plot(t[finite], values[finite], marker="o" if D.T <= 30 else None, ms=3)
+        ax.set_xlabel("t")
+        ax.set_title(name, fontsize=10)
+        ax.grid(alpha=0.3)
+    fig.suptitle(repr(D), fontsize=9)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,139 @@
+"""Sliders that respond at once: every frame is computed ONCE, moving the slider only swaps a picture.
+
+Lesson: 01_degradations (a slider over t for each degradation); later lessons reuse :func:`frame_slider`
+to scrub through sampling trajectories.
+
+Only core ipywidgets are used (IntSlider, Play, Image, HTML, boxes), which work in JupyterLab and Colab.
+Without a live kernel (GitHub, nbviewer, a notebook run headlessly) a slider shows nothing, so every
+slider in the course is followed by a static :func:`coldlib.plotting.degradation_grid`.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import ipywidgets as W
+import torch
+from PIL import Image
+
+from coldlib.degradations.base import Degradation
+from coldlib.plotting import degrade_over_steps, image_grid
+
+__all__ = ["frames_over_t", "FrameSlider", "frame_slider", "t_slider", "schedule_titles"]
+
+DISPLAY_SIDE = 96  # images are enlarged (nearest neighbour) to at least this many pixels on screen
+
+
+def frames_over_t(D: Degradation, x: torch.Tensor, z: Any = None,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """All states ``D(x, t, z)`` for ``t = 0..T`` as a (T + 1, B, C, H, W) tensor; frame 0 is ``x``.
+
+    Lesson: 01_degradations. One batched call of ``D`` (``x`` repeated over t); ``z`` is drawn once with
+    ``D.draw_z(x, generator)`` if not given, so all frames share the same hole, snow field or noise.
+    """
+    return degrade_over_steps(D, x, range(D.T + 1), z, generator)
+
+
+def _png(frame: torch.Tensor, nrow: int, upscale: int) -> bytes:
+    img = Image.fromarray(image_grid(frame, nrow))
+    if upscale > 1:
+        img = img.resize((img.width * upscale, img.height * upscale), Image.NEAREST)
+    buf = io.BytesIO()
+    img.save(buf, format="png", compress_level=1)
+    return buf.getvalue()
+
+
+class FrameSlider(W.VBox):
+    """A slider (with a play button) over precomputed frames; see :func:`frame_slider`.
+
+    Attributes: ``slider`` (the IntSlider), ``images`` (one Image widget per panel), ``caption`` (the
+    HTML line above the pictures), ``frames`` (dict name → (S, B, C, H, W) tensor). ``show(i)`` draws
+    frame ``i``; PNGs are encoded on first view and cached, so revisiting a frame costs nothing.
+    """
+
+    def __init__(self, frames: torch.Tensor | Mapping[str, torch.Tensor], titles: Sequence[str] | None = None,
+                 description: str = "t", nrow: int | None = None, value: int = 0) -> None:
+        panels = dict(frames) if isinstance(frames, Mapping) else {"": frames}
+        if not panels:
+            raise ValueError("frames is empty; pass a tensor (S, B, C, H, W) or a dict name -> such tensor.")
+        lengths = set()
+        for name, f in panels.items():
+            if not isinstance(f, torch.Tensor) or f.ndim != 5:
+                raise ValueError(f"frames{'[' + repr(name) + ']' if name else ''} must be a tensor shaped "
+                                 f"(S, B, C, H, W); got {getattr(f, 'shape', type(f).__name__)}.")
+            lengths.add(f.shape[0])
+        if len(lengths) != 1:
+            raise ValueError(f"all panels need the same number of frames; got {sorted(lengths)}.")
+        n = lengths.pop()
+        if titles is not None and len(titles) != n:
+            raise ValueError(f"titles has {len(titles)} entries for {n} frames.")
+        self.frames = {k: v.detach().cpu() for k, v in panels.items()}
+        self.titles = list(titles) if titles is not None else [f"{description} = {i}" for i in range(n)]
+        self._cache: dict[tuple[str, int], bytes] = {}
+        self._nrow = {k: nrow or v.shape[1] for k, v in self.frames.items()}
+        side = min(min(v.shape[-2:]) for v in self.frames.values())
+        self._upscale = max(1, min(8, math.ceil(DISPLAY_SIDE / side)))
+
+        value = min(max(int(value), 0), n - 1)
+        self.slider = W.IntSlider(value=value, min=0, max=n - 1, description=description,
+                                  continuous_update=True, layout=W.Layout(width="420px"))
+        play = W.Play(value=value, min=0, max=n - 1, interval=max(20, 3000 // n), description="play")
+        W.jslink((play, "value"), (self.slider, "value"))
+        self.caption = W.HTML()
+        self.images = {k: W.Image(format="png") for k in self.frames}
+        boxes = [W.VBox([W.HTML(f"<b>{k}</b>"), img]) if k else img for k, img in self.images.items()]
+        super().__init__([W.HBox([play, self.slider]), self.caption, W.HBox(boxes)])
+        self.slider.observe(lambda change: self.show(change["new"]), names="value")
+        self.show(value)
+
+    def frame_png(self, name: str, i: int) -> bytes:
+        """The PNG of frame ``i`` of panel ``name`` (encoded once)."""
+        key = (name, i)
+        if key not in self._cache:
+            self._cache[key] = _png(self.frames[name][i], self._nrow[name], self._upscale)
+        return self._cache[key]
+
+    def show(self, i: int) -> None:
+        """Draw frame ``i``: swap the pictures and the caption (no computation on the images)."""
+        i = int(i)
+        for name, img in self.images.items():
+            img.value = self.frame_png(name, i)
+        self.caption.value = f"<code>{self.titles[i]}</code>"
+
+
+def frame_slider(frames: torch.Tensor | Mapping[str, torch.Tensor], titles: Sequence[str] | None = None,
+                 description: str = "t", nrow: int | None = None, value: int = 0) -> FrameSlider:
+    """A slider over precomputed frames (S, B, C, H, W); a dict name → frames shows panels side by side.
+
+    Lesson: 01_degradations (over t); later lessons pass sampling trajectories. ``titles`` (one per frame)
+    is the caption; by default ``"<description> = i"``. ``nrow`` images per row (default: the whole batch
+    in one row). The slider only swaps pictures, so it responds at once.
+    """
+    return FrameSlider(frames, titles=titles, description=description, nrow=nrow, value=value)
+
+
+def schedule_titles(D: Degradation) -> list[str]:
+    """One caption per t: ``"t = 5 / 20 · sigma = 7"`` built from ``D.schedule``. Lesson: 01_degradations."""
+    out = []
+    for t in range(D.T + 1):
+        parts = [f"t = {t} / {D.T}"]
+        for name, values in D.schedule.items():
+            v = float(values[t])
+            parts.append(f"{name} = {v:.4g}")
+        out.append(" · ".join(parts))
+    return out
+
+
+def t_slider(D: Degradation, x: torch.Tensor, z: Any = None, generator: torch.Generator | None = None,
+             nrow: int | None = None, value: int | None = None) -> FrameSlider:
+    """Slide ``t`` from 0 to ``D.T`` over the images ``x`` degraded by ``D`` (same ``z`` at every t).
+
+    Lesson: 01_degradations. All T + 1 states come from one batched call (:func:`frames_over_t`); the
+    slider starts at ``value`` (default T // 2).
+    """
+    frames = frames_over_t(D, x, z, generator)
+    return frame_slider(frames, titles=schedule_titles(D), description="t", nrow=nrow,
+                        value=D.T // 2 if value is None else value)

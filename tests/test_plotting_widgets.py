@@ -1,0 +1,250 @@
+"""coldlib.plotting, coldlib.widgets and coldlib.course: fast checks, no display needed (matplotlib Agg)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from coldlib import course, plotting, widgets  # noqa: E402
+from coldlib.degradations import (Decolorize, GaussianMask, GaussianNoise, ImageMixing, Pixelate, Snow,  # noqa: E402
+                                  SnowField, preset)
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+
+def images(b: int = 3, c: int = 3, n: int = 16, seed: int = 0) -> torch.Tensor:
+    return torch.rand(b, c, n, n, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+
+
+def small_degradations() -> dict[str, object]:
+    pool = images(5, seed=1)
+    return {
+        "blur": preset("blur", "mnist"),
+        "mask_random": GaussianMask(6, kernel_std=0.5, initial_mask=2, random_position=True),
+        "mask_centred": GaussianMask(6, kernel_std=0.5, initial_mask=2, random_position=False),
+        "pixelate": Pixelate(2),
+        "snow": Snow(7),
+        "decolor": Decolorize(5),
+        "mixing": ImageMixing(9, pool=pool),
+        "noise": GaussianNoise(9),
+    }
+
+
+class CountingCalls:
+    """Wraps a degradation and counts how often it is called (and with how many images)."""
+
+    def __init__(self, D):
+        self.D, self.calls = D, []
+
+    def __getattr__(self, name):
+        return getattr(self.D, name)
+
+    def __call__(self, x0, t, z=None):
+        self.calls.append(x0.shape[0])
+        return self.D(x0, t, z)
+
+
+# --- frames_over_t / degrade_over_steps -------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", list(small_degradations()))
+def test_frames_over_t_matches_D_at_every_t(name):
+    D = small_degradations()[name]
+    x = images()
+    z = D.draw_z(x, torch.Generator().manual_seed(3))
+    frames = widgets.frames_over_t(D, x, z)
+    assert frames.shape == (D.T + 1, *x.shape)
+    assert torch.allclose(frames[0], x, atol=1e-6)
+    for t in range(D.T + 1):
+        assert torch.allclose(frames[t], D(x, t, z), atol=1e-5), t
+
+
+@pytest.mark.parametrize("name", ["mask_random", "snow", "noise", "mixing"])
+def test_frames_over_t_draws_one_z_for_all_frames(name):
+    D = small_degradations()[name]
+    x = images()
+    a = widgets.frames_over_t(D, x, generator=torch.Generator().manual_seed(5))
+    b = widgets.frames_over_t(D, x, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(a, b)  # the generator fixes z
+    z = D.draw_z(x, torch.Generator().manual_seed(5))
+    assert torch.allclose(a[-1], D(x, D.T, z), atol=1e-5)  # ... and the frames use that one z
+
+
+def test_frames_over_t_is_one_batched_call():
+    D = CountingCalls(preset("blur", "mnist"))
+    x = images(2, 1)
+    widgets.frames_over_t(D, x)
+    assert D.calls == [(D.T + 1) * 2]
+
+
+def test_degrade_over_steps_chunks_huge_requests(monkeypatch):
+    monkeypatch.setattr(plotting, "MAX_ELEMENTS_PER_CALL", 3 * 3 * 16 * 16 * 4)  # room for 4 steps per call
+    D = CountingCalls(Decolorize(9))
+    x = images()
+    frames = plotting.degrade_over_steps(D, x, range(10))
+    assert D.calls == [12, 12, 6] and frames.shape == (10, *x.shape)
+    assert torch.allclose(frames[7], D.D(x, 7), atol=1e-6)
+
+
+def test_degrade_over_steps_rejects_bad_steps():
+    with pytest.raises(ValueError, match="0..T"):
+        plotting.degrade_over_steps(Pixelate(2), images(), [0, 3])
+    with pytest.raises(ValueError, match="empty"):
+        plotting.degrade_over_steps(Pixelate(2), images(), [])
+
+
+def test_repeat_z_keeps_named_tuples():
+    z = SnowField(torch.zeros(2, 1, 4, 4), torch.tensor([True, False]))
+    r = plotting.repeat_z(z, 3)
+    assert isinstance(r, SnowField) and r.field.shape == (6, 1, 4, 4)
+    assert r.vertical.tolist() == [True, False] * 3
+    assert plotting.repeat_z(None, 3) is None
+    with pytest.raises(TypeError):
+        plotting.repeat_z({"a": 1}, 2)
+
+
+# --- sliders ----------------------------------------------------------------------------------------------
+
+def test_t_slider_builds_and_redraws_without_calling_D_again():
+    D = CountingCalls(preset("blur", "mnist"))
+    x = images(2, 1, 32)
+    w = widgets.t_slider(D, x)
+    assert D.calls == [(D.T + 1) * 2]  # exactly one batched call, at construction
+    assert w.slider.min == 0 and w.slider.max == D.T and w.slider.value == D.T // 2
+    first = bytes(w.images[""].value)
+    assert first[:8] == b"\x89PNG\r\n\x1a\n"
+    w.slider.value = D.T  # what dragging the slider does
+    assert bytes(w.images[""].value) != first and f"t = {D.T} / {D.T}" in w.caption.value
+    w.slider.value = D.T // 2
+    assert bytes(w.images[""].value) == first  # cached picture
+    assert D.calls == [(D.T + 1) * 2]  # moving the slider never runs the degradation
+
+
+def test_frame_slider_shows_panels_side_by_side():
+    frames = {"grey": torch.zeros(4, 2, 1, 8, 8), "colour": torch.ones(4, 3, 3, 8, 8) * 0.5}
+    w = widgets.frame_slider(frames, titles=[f"step {i}" for i in range(4)], description="step")
+    assert set(w.images) == {"grey", "colour"} and w.slider.max == 3
+    w.slider.value = 3
+    assert "step 3" in w.caption.value
+    assert all(bytes(img.value).startswith(b"\x89PNG") for img in w.images.values())
+
+
+def test_frame_slider_rejects_bad_frames():
+    with pytest.raises(ValueError, match="same number of frames"):
+        widgets.frame_slider({"a": torch.zeros(3, 1, 1, 8, 8), "b": torch.zeros(4, 1, 1, 8, 8)})
+    with pytest.raises(ValueError, match=r"\(S, B, C, H, W\)"):
+        widgets.frame_slider(torch.zeros(3, 1, 8, 8))
+    with pytest.raises(ValueError, match="titles"):
+        widgets.frame_slider(torch.zeros(3, 1, 1, 8, 8), titles=["only one"])
+
+
+def test_schedule_titles_name_every_schedule_entry():
+    titles = widgets.schedule_titles(Snow(4))
+    assert len(titles) == 5 and "threshold" in titles[2] and "motion_sigma" in titles[2]
+
+
+# --- static figures ---------------------------------------------------------------------------------------
+
+def test_show_images_handles_grey_and_colour():
+    assert isinstance(plotting.show_images(images(5, 1), nrow=3, title="grey"), Figure)
+    assert isinstance(plotting.show_images(images(2, 3)[0]), Figure)  # a single (C, H, W) image
+    fig = Figure()
+    ax = fig.add_subplot()
+    assert plotting.show_images(images(2), ax=ax) is fig
+    with pytest.raises(ValueError, match="1 or 3 channels"):
+        plotting.show_images(images(2, 2))
+
+
+def test_image_grid_maps_minus_one_to_black_and_one_to_white():
+    grid = plotting.image_grid(torch.stack([torch.full((1, 4, 4), -1.0), torch.full((1, 4, 4), 1.0)]), nrow=2)
+    assert grid.shape == (4 + 2 * plotting.PAD, 2 * 4 + 3 * plotting.PAD, 3)
+    p = plotting.PAD
+    assert (grid[p:p + 4, p:p + 4] == 0).all() and (grid[p:p + 4, 2 * p + 4:2 * p + 8] == 255).all()
+
+
+def test_degradation_grid_labels_columns_with_t():
+    fig = plotting.degradation_grid(preset("blur", "mnist"), images(2, 1, 32), [0, 5, 20], row_labels=["a", "b"])
+    ax = fig.axes[0]
+    assert [label.get_text() for label in ax.get_xticklabels()] == ["t=0", "t=5", "t=20"]
+    assert [label.get_text() for label in ax.get_yticklabels()] == ["a", "b"]
+    assert "GaussianBlur" in ax.get_title()
+
+
+def test_compare_degradations_one_row_per_degradation():
+    Ds = {"noise": GaussianNoise(10), "pixelate": Pixelate(2)}
+    fig = plotting.compare_degradations(Ds, images(1), fractions=(0, 0.5, 1))
+    ax = fig.axes[0]
+    assert [label.get_text() for label in ax.get_yticklabels()] == ["noise", "pixelate"]
+    assert [label.get_text() for label in ax.get_xticklabels()] == ["t=0", "t=0.5T", "t=T"]
+    with pytest.raises(ValueError, match="ONE image"):
+        plotting.compare_degradations(Ds, images(2))
+
+
+def test_plot_schedule_one_panel_per_entry_and_skips_infinite_values():
+    fig = plotting.plot_schedule(Snow(6))
+    assert len(fig.axes) == 2
+    line = fig.axes[0].get_lines()[0]
+    assert len(line.get_xdata()) == 6  # threshold at t = 0 is +inf and left out
+
+
+def test_showcase_picks_one_per_label_first():
+    x = images(6, 3)
+    labels = torch.tensor([0, 0, 1, 1, 2, 2])
+    idx = plotting.showcase(x, labels, k=3)
+    assert sorted(labels[idx].tolist()) == [0, 1, 2]
+    assert len(plotting.showcase(x, None, k=4)) == 4
+
+
+# --- course: Colab links and the lesson map ---------------------------------------------------------------
+
+def test_colab_url_points_at_the_notebook():
+    path = "notebooks/01_degradations.ipynb"
+    url = course.colab_url(path)
+    assert url == f"https://colab.research.google.com/github/{course.REPO}/blob/{course.BRANCH}/{path}"
+    badge = course.colab_badge_markdown(path)
+    assert badge.startswith("[![Open In Colab]") and badge.endswith(f"({url})")
+    for bad in ["/abs/path.ipynb", "../x.ipynb", "notebooks/01_degradations.py"]:
+        with pytest.raises(ValueError):
+            course.colab_url(bad)
+
+
+def test_lesson_map_is_ordered_and_unique():
+    numbers = [lesson.number for lesson in course.LESSONS]
+    stems = [lesson.stem for lesson in course.LESSONS]
+    assert numbers == sorted(set(numbers)) and len(set(stems)) == len(stems)
+    assert all(stem.startswith(f"{n:02d}_") for n, stem in zip(numbers, stems))
+    assert course.lesson("01_degradations").number == 1
+    table = course.lesson_table_markdown()
+    assert table.count("\n") == len(course.LESSONS) + 1 and "planned" in table
+
+
+@pytest.mark.parametrize("lesson", [item for item in course.LESSONS if not item.planned], ids=lambda item: item.stem)
+def test_available_lessons_have_notebooks(lesson):
+    assert (ROOT / lesson.path).is_file(), f"{lesson.path} is in LESSONS but missing"
+    assert (ROOT / lesson.path).with_suffix(".py").is_file()
+
+
+@pytest.mark.parametrize("ipynb", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_every_notebook_is_an_available_lesson(ipynb):
+    lesson = course.lesson(ipynb.stem)  # KeyError: add the notebook to coldlib.course.LESSONS
+    assert not lesson.planned, f"{ipynb.name} exists: set planned=False for it in coldlib.course.LESSONS"
+
+
+@pytest.mark.parametrize("ipynb", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_badge_and_clone_match_course(ipynb):
+    cells = json.loads(ipynb.read_text(encoding="utf-8"))["cells"]
+    header = "".join(cells[0]["source"])
+    assert cells[0]["cell_type"] == "markdown"
+    assert course.colab_badge_markdown(f"notebooks/{ipynb.name}") in header, "the badge must open this notebook"
+    code = ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
+    setup = next((src for src in code if '"google.colab" in sys.modules' in src), None)
+    assert setup is not None, "no Colab setup cell"
+    assert course.clone_url() in setup and f'"--branch", "{course.BRANCH}"' in setup
