@@ -19,15 +19,6 @@ from coldlib.degradations import GaussianBlur, GaussianMask, preset
 from coldlib.unet import UNet, unet_preset
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids OpenMP spin-waits on a busy 2-core CI box (5x faster)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture
 def model() -> UNet:
     torch.manual_seed(0)

@@ -31,14 +31,6 @@ def toy_images(n: int = 64, c: int = 1, size: int = 16) -> torch.Tensor:
     return x.repeat(n // 4, 1, 1, 1)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run faster on one thread, and the suite shares two cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def make_trainer(out_dir=None, steps=6, degradation=None, **overrides) -> Trainer:
     torch.manual_seed(0)

@@ -59,7 +59,10 @@ class GaussianMask(Degradation):
             masks = [torch.ones(ch, cw, dtype=torch.float64)]
             for s in self.sigmas:  # built once per image size, not per call
                 masks.append(masks[-1] * fade_mask(ch, cw, s))
-            self._cache[key] = torch.stack(masks).to(device=device, dtype=dtype)
+            masks = torch.stack(masks)
+            # values under 1e-20 would only make subnormal floats (slow on CPUs) and no visible difference
+            masks = torch.where(masks < 1e-20, torch.zeros_like(masks), masks)
+            self._cache[key] = masks.to(device=device, dtype=dtype)
         return self._cache[key]
 
     def draw_z(self, x0: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor | None:

@@ -83,7 +83,8 @@ class Snow(Degradation):
         sigma = self.schedule["motion_sigma"].to(t.device)[t]  # (B,)
         x = torch.arange(taps, device=t.device, dtype=torch.float64) - taps // 2
         k1 = torch.exp(-(x[None] ** 2) / (2 * sigma[:, None] ** 2))
-        k1 = (k1 / k1.sum(1, keepdim=True)).to(dtype)  # (B, taps)
+        k1 = k1 / k1.sum(1, keepdim=True)
+        k1 = torch.where(k1 < 1e-20, torch.zeros_like(k1), k1).to(dtype)  # (B, taps); no subnormal taps
         line = torch.zeros(k1.shape[0], taps, taps, device=t.device, dtype=dtype)
         horizontal = line.clone()
         horizontal[:, taps // 2, :] = k1
