@@ -76,7 +76,9 @@ class ColdDiffusion(nn.Module):
         t = check_steps(t, x0.shape[0], self.T, x0.device)
         if z is None:
             z = self.degradation.draw_z(x0, generator)
-        with torch.no_grad():
+        # The degradation runs in the images' own precision even under a bf16 autocast: its composite
+        # matrices and masks would lose digits in bf16, and it costs little next to the network.
+        with torch.no_grad(), torch.autocast(x0.device.type, enabled=False):
             xt = self.degradation(x0, t, z)
         pred = self.model(xt, t)
         if self.loss_type == "l1":
