@@ -78,7 +78,8 @@ def main(argv: list[str] | None = None) -> dict:
     start = time.perf_counter()
     trainer.train(progress=not args.no_progress)
     seconds = time.perf_counter() - start
-    report: dict = {"steps": trainer.step, "wall_seconds_this_session": round(seconds, 1)}
+    report: dict = {"steps": trainer.step, "wall_seconds_this_session": round(seconds, 1),
+                    "wall_seconds_all_sessions": round(trainer.train_seconds, 1)}
     if args.eval_images > 0:
         from .metrics import evaluate_restoration
 
@@ -92,7 +93,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.export:
         hardware = (torch.cuda.get_device_name(device) if device.type == "cuda"
                     else f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads")
-        path = trainer.export(args.export, metrics=report.get("metrics"), hardware=hardware, seconds=seconds)
+        path = trainer.export(args.export, metrics=report.get("metrics"), hardware=hardware)
         print(f"exported {path}")
     return report
 

@@ -11,6 +11,7 @@ stopped. Checkpoints are safetensors files written atomically (a crash mid-write
 from __future__ import annotations
 
 import copy
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -94,6 +95,7 @@ class Trainer:
         self.generator = torch.Generator(device="cpu").manual_seed(self.config.seed)
         self.step = 0
         self.losses: list[float] = []
+        self.train_seconds = 0.0  # wall time spent in train(), summed over resumed sessions
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.data_note = data_note
         self.autocast_dtype = _autocast_dtype(self.config, self.device)
@@ -144,8 +146,12 @@ class Trainer:
         """Train until ``steps`` (default: ``config.steps``) optimiser steps have been taken in total."""
         target = self.config.steps if steps is None else steps
         bar = tqdm(total=target, initial=self.step, disable=not progress, desc="training")
+        last = time.perf_counter()
         while self.step < target:
             loss = self.train_step()
+            now = time.perf_counter()
+            self.train_seconds += now - last
+            last = now
             self.losses.append(loss)
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.4f}")
@@ -172,7 +178,8 @@ class Trainer:
         tensors["rng.torch"] = torch.get_rng_state()
         if self.device.type == "cuda":
             tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device)
-        meta = {"step": self.step, "optimizer": opt_meta, "config": asdict(self.config), "losses": self.losses}
+        meta = {"step": self.step, "optimizer": opt_meta, "config": asdict(self.config), "losses": self.losses,
+                "train_seconds": self.train_seconds}
         save_training_state(self.state_path, {k: v.detach().cpu().contiguous() for k, v in tensors.items()}, meta)
         return self.state_path
 
@@ -191,14 +198,15 @@ class Trainer:
             torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
         self.step = int(meta["step"])
         self.losses = list(meta["losses"])
+        self.train_seconds = float(meta.get("train_seconds", 0.0))
         return True
 
-    def export(self, stem: str | Path, *, metrics: dict | None = None, hardware: str | None = None,
-               seconds: float | None = None) -> Path:
-        """Save the EMA weights and config as a shippable checkpoint ``<stem>.safetensors`` + ``.json``."""
-        train = {k: v for k, v in asdict(self.config).items()}
-        if seconds is not None:
-            train["wall_seconds"] = round(seconds, 1)
+    def export(self, stem: str | Path, *, metrics: dict | None = None, hardware: str | None = None) -> Path:
+        """Save the EMA weights and config as a shippable checkpoint ``<stem>.safetensors`` + ``.json``.
+
+        ``train["wall_seconds"]`` is the training time of all sessions of the run (resumes included).
+        """
+        train = dict(asdict(self.config), wall_seconds=round(self.train_seconds, 1))
         return save_model(stem, self.ema, self.diffusion.degradation, data=self.data_note, steps=self.step,
                           train=train, metrics=metrics, hardware=hardware)
 
