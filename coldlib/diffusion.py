@@ -92,43 +92,68 @@ class ColdDiffusion(nn.Module):
         return self.model(xt, steps)
 
     @torch.no_grad()
-    def sample(self, xt: torch.Tensor, t: int | None = None, *, method: str = "improved", z: Any = None,
-               return_trajectory: bool = False) -> torch.Tensor | Trajectory:
+    def sample(self, xt: torch.Tensor, t: int | torch.Tensor | None = None, *, method: str = "improved",
+               z: Any = None, return_trajectory: bool = False) -> torch.Tensor | Trajectory:
         """Run a sampler from ``x_t`` (degraded ``t`` steps; default ``T``) down to step 0.
 
         Lesson: 03_sampling_naive_vs_improved. ``method`` is "direct", "naive" (Algorithm 1) or
-        "improved" (Algorithm 2). Degradations with a random ingredient (a hole position, a snow field,
-        the image or noise mixed in) need the ``z`` that made ``x_t``: it is held fixed along the run.
+        "improved" (Algorithm 2). ``t`` may be one step per image (a long tensor of shape (B,)), e.g. from
+        :meth:`estimate_t` for images that were degraded elsewhere; an image then waits, unchanged, until
+        the loop reaches its own step. Degradations with a random ingredient (a hole position, a snow
+        field, the image or noise mixed in) need the ``z`` that made ``x_t``: it is held fixed along the run.
         """
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}; got {method!r}.")
         D = self.degradation
         xt = check_images(xt, channels=D.channels, name="xt")
-        start = self.T if t is None else t
-        if isinstance(start, bool) or not isinstance(start, int) or not 0 <= start <= self.T:
-            raise ValueError(f"t (the step x_t was degraded to) must be an int in 0..{self.T}; got {start!r}.")
+        if isinstance(t, float):
+            raise ValueError(f"t (the step x_t was degraded to) must be an int in 0..{self.T}; got {t!r}.")
+        starts = check_steps(self.T if t is None else t, xt.shape[0], self.T, xt.device)
         if z is None and D.draw_z(xt[:1]) is not None:
             raise ValueError(f"{type(D).__name__} has a random ingredient z; pass the z that produced x_t "
                              "(for generation, the one you start from) so the sampler can hold it fixed.")
         if z is not None:
             D.check_z(z, xt)
-        b = xt.shape[0]
-        x = xt
-        states, preds, steps = [x], [], [start]
-        for s in range(start, 0, -1):
-            s_now = torch.full((b,), s, device=x.device, dtype=torch.long)
+        x, top = xt, int(starts.max())
+        states, preds, steps = [x], [], [top]
+        if method == "direct":  # one pass, each image at its own step
+            x0_hat = self.model(x, starts)
+            x = torch.where((starts > 0)[:, None, None, None], x0_hat, x)
+            states, preds, steps = [xt, x], [x0_hat], [top, 0]
+        for s in range(top, 0, -1) if method != "direct" else ():
+            active = (starts >= s)[:, None, None, None]
+            s_now = torch.full_like(starts, s)
             x0_hat = self.model(x, s_now)
-            preds.append(x0_hat)
-            if method == "direct":
-                x = x0_hat
-                states.append(x)
-                steps.append(0)
-                break
             previous = D.degrade(x0_hat, s_now - 1, z)
-            x = previous if method == "naive" else x - D.degrade(x0_hat, s_now, z) + previous
+            step = previous if method == "naive" else x - D.degrade(x0_hat, s_now, z) + previous
+            x = torch.where(active, step, x)
             states.append(x)
+            preds.append(x0_hat)
             steps.append(s - 1)
         if not return_trajectory:
             return x
         empty = x.new_zeros((0, *x.shape))
         return Trajectory(steps, torch.stack(states), torch.stack(preds) if preds else empty)
+
+    @torch.no_grad()
+    def estimate_t(self, x: torch.Tensor, z: Any = None, candidates: list[int] | None = None) -> torch.Tensor:
+        """Guess how many steps degraded each image: the ``s`` whose restoration, degraded again, fits best.
+
+        For an image degraded elsewhere (a blurry photo, not made by our forward process) we do not know
+        its step. For each candidate ``s`` (default: every step 1..T), predict ``x̂0 = R(x, s)`` and measure
+        ``|D(x̂0, s) - x|``; the consistent ``s`` explains the image best. Costs one network pass per
+        candidate. Returns a long tensor (B,). Lesson: 03_sampling_naive_vs_improved.
+        """
+        D = self.degradation
+        x = check_images(x, channels=D.channels, name="x")
+        options = list(range(1, self.T + 1)) if candidates is None else [int(c) for c in candidates]
+        if not options or min(options) < 1 or max(options) > self.T:
+            raise ValueError(f"candidates must be steps in 1..{self.T}; got {candidates!r}.")
+        if z is None and D.draw_z(x[:1]) is not None:
+            raise ValueError(f"{type(D).__name__} has a random ingredient z; pass the z to estimate t.")
+        errors = []
+        for s in options:
+            steps = torch.full((x.shape[0],), s, device=x.device, dtype=torch.long)
+            errors.append((D.degrade(self.model(x, steps), steps, z) - x).abs().mean(dim=(1, 2, 3)))
+        best = torch.stack(errors).argmin(dim=0)
+        return torch.tensor(options, device=x.device)[best]

@@ -140,3 +140,28 @@ def test_degradation_stays_in_full_precision_under_autocast():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         ColdDiffusion(Spy(), preset("blur", "mnist")).loss(x)
     assert seen == [torch.float32]
+
+
+def test_per_image_starting_steps():
+    x = images(3)
+    D = preset("blur", "mnist")
+    starts = torch.tensor([0, 4, 20])
+    diffusion = ColdDiffusion(Oracle(x, 0.02), D)
+    together = diffusion.sample(D(x, starts), starts, method="improved")
+    for i, s in enumerate(starts.tolist()):
+        model_i = ColdDiffusion(Oracle(x[i : i + 1], 0.02), D)
+        alone = model_i.sample(D(x[i : i + 1], s), s, method="improved") if s else x[i : i + 1]
+        assert torch.allclose(together[i : i + 1], alone, atol=1e-5)
+    direct = diffusion.sample(D(x, starts), starts, method="direct")
+    assert torch.equal(direct[0], x[0])  # t = 0: nothing to undo
+
+
+def test_estimate_t_finds_the_degradation_step():
+    x = images(4)
+    D = preset("blur", "mnist")
+    diffusion = ColdDiffusion(Oracle(x), D)  # a perfect restorer makes every s consistent only at the truth
+    steps = torch.tensor([1, 3, 8, 15])
+    found = diffusion.estimate_t(D(x, steps))
+    assert torch.equal(found, steps)
+    with pytest.raises(ValueError, match="candidates"):
+        diffusion.estimate_t(x, candidates=[0, 3])
