@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from .base import Degradation, check_images, check_steps
+from .checks import PropertyResult, check_degradation
 from .color import Decolorize
 from .mask import GaussianMask
 from .mixing import GaussianNoise, ImageMixing, cosine_alpha_bar
@@ -18,7 +19,8 @@ from .snow import Snow, SnowField
 __all__ = [
     "Degradation", "check_images", "check_steps", "SeparableLinear", "GaussianBlur", "Pixelate",
     "GaussianMask", "Snow", "SnowField", "Decolorize", "ImageMixing", "GaussianNoise", "blur_sigmas",
-    "gaussian_kernel1d", "cosine_alpha_bar", "PRESETS", "preset", "list_presets", "from_config",
+    "gaussian_kernel1d", "cosine_alpha_bar", "PRESETS", "preset", "list_presets", "from_config", "check_degradation",
+    "PropertyResult",
 ]
 
 # (kind, dataset) -> factory. Image sizes: MNIST and CIFAR-10 at 32, CelebA at 128 (decolor: 64).

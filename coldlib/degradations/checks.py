@@ -1,0 +1,100 @@
+"""A property checker for degradations, above all the ones a learner writes.
+
+Lesson: 01_degradations (exercise) and the "your own degradation" lesson.
+
+The samplers rely on a few promises: ``D(x, 0)`` is ``x``; shape and dtype are kept; the same inputs (and
+the same ``z``) give the same output; values stay finite; severity grows with ``t``; and an image's result
+does not depend on the other images of its batch. ``check_degradation`` tests each one on a batch and says,
+in words, which promise is broken and how.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from .base import Degradation
+
+__all__ = ["PropertyResult", "check_degradation"]
+
+
+@dataclass
+class PropertyResult:
+    name: str
+    passed: bool
+    detail: str
+
+    def __str__(self) -> str:
+        return f"[{'ok' if self.passed else 'FAIL'}] {self.name}: {self.detail}"
+
+
+def _pick(z: Any, i: int) -> Any:
+    if z is None:
+        return None
+    if isinstance(z, torch.Tensor):
+        return z[i : i + 1]
+    return type(z)(*(f[i : i + 1] for f in z))  # NamedTuple ingredients
+
+
+def check_degradation(D: Degradation, x: torch.Tensor | None = None, *, raise_on_failure: bool = True,
+                      atol: float = 1e-5) -> list[PropertyResult]:
+    """Check the properties the samplers rely on; raise ``ValueError`` listing every failure.
+
+    Lesson: 01_degradations. ``x`` defaults to a seeded batch of 4 random images of D's channel count
+    at 32×32 in [-1, 1]; pass real images to check on data.
+    """
+    if x is None:
+        g = torch.Generator().manual_seed(0)
+        x = torch.rand(4, D.channels or 3, 32, 32, generator=g) * 2 - 1
+    z = D.draw_z(x, torch.Generator().manual_seed(1))
+    T = D.T
+    results: list[PropertyResult] = []
+
+    def record(name: str, passed: bool, ok: str, bad: str) -> None:
+        results.append(PropertyResult(name, passed, ok if passed else bad))
+
+    out0 = D(x, 0, z)
+    err0 = float((out0 - x).abs().max()) if out0.shape == x.shape else float("inf")
+    record("identity at t=0", err0 <= atol, "D(x, 0) == x",
+           f"D(x, 0) differs from x by up to {err0:.3g}; return x0 unchanged when t == 0.")
+
+    grid = sorted({0, 1, max(1, T // 4), max(1, T // 2), max(1, 3 * T // 4), T})
+    outs = {s: D(x, s, z) for s in grid}
+    bad_shape = [s for s, y in outs.items() if y.shape != x.shape or y.dtype != x.dtype or y.device != x.device]
+    record("shape, dtype and device kept", not bad_shape, f"checked at t in {grid}",
+           f"at t = {bad_shape} the output is {tuple(outs[bad_shape[0]].shape)} {outs[bad_shape[0]].dtype} "
+           f"on {outs[bad_shape[0]].device}, input {tuple(x.shape)} {x.dtype} on {x.device}." if bad_shape else "")
+
+    finite = [s for s, y in outs.items() if not bool(torch.isfinite(y).all())]
+    record("finite values", not finite, "no NaN or infinity",
+           f"NaN or infinite values at t = {finite}; guard divisions and logs.")
+
+    again = D(x, T, z)
+    same = outs[T].shape == again.shape and bool(torch.equal(outs[T], again))
+    record("deterministic", same, "the same x, t and z give the same output",
+           "two calls with the same x, t and z differ; draw randomness only in draw_z, never in degrade.")
+
+    if not bad_shape and not finite:
+        dist = [float((outs[s] - x).abs().mean()) for s in grid]
+        drops = [(a, b) for (a, b), (da, db) in zip(zip(grid, grid[1:]), zip(dist, dist[1:])) if db < da - 1e-6]
+        grows = not drops and dist[-1] > dist[0]
+        detail = ", ".join(f"t={s}: {d:.3f}" for s, d in zip(grid, dist))
+        record("severity grows with t", grows, f"mean |D(x, t) - x|: {detail}",
+               f"mean |D(x, t) - x| must not fall as t grows and must be > 0 at t = T; got {detail}.")
+
+        steps = torch.tensor([grid[i % len(grid)] for i in range(x.shape[0])])
+        together = D(x, steps, z)
+        alone = torch.cat([D(x[i : i + 1], int(steps[i]), _pick(z, i)) for i in range(x.shape[0])])
+        gap = float((together - alone).abs().max())
+        record("one step per image", gap <= atol, "a batch with mixed t equals image-by-image calls",
+               f"mixed-t batch differs from image-by-image calls by {gap:.3g}; index schedules with t per image "
+               "(t has shape (B,)) instead of using one t for the whole batch.")
+
+    failures = [r for r in results if not r.passed]
+    if failures and raise_on_failure:
+        raise ValueError(f"{type(D).__name__} breaks {len(failures)} propert"
+                         f"{'y' if len(failures) == 1 else 'ies'} the samplers rely on:\n"
+                         + "\n".join(str(r) for r in failures))
+    return results
