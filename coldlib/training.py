@@ -6,19 +6,31 @@ All randomness of a run (batch order, flips, steps t, the degradation's z) comes
 by the trainer, and its state is saved in every checkpoint with the step, the weights, the EMA weights and
 Adam's moments. A run killed mid-way therefore continues from its last checkpoint as if it had never
 stopped. Checkpoints are safetensors files written atomically (a crash mid-write leaves the old one).
+
+Under ``torch.distributed`` (``torchrun --nproc_per_node=N -m coldlib.train ...``) the trainer wraps the
+model in DistributedDataParallel and acts as its own distributed sampler: every rank holds the same
+generator state, draws the randomness of the *global* batch (``N × batch_size`` indices, flips, steps and
+``z``) and keeps its own slice. An N-process run with ``batch_size`` B therefore takes the same steps as a
+one-process run with batch N·B (up to the order of float sums), and rank 0's saved generator state is every
+rank's, so resuming stays exact. Only rank 0 prints progress and writes files; the EMA is updated on every
+rank from the same (all-reduced) weights, so it is the same everywhere.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from .checkpoints import (
+    _split_path,
     load_training_state,
     optimizer_from_tensors,
     optimizer_to_tensors,
@@ -70,11 +82,36 @@ def _autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | 
     return None  # bf16 autocast on CPUs is usually slower than fp32
 
 
+def _distributed() -> tuple[int, int]:
+    """(world size, rank): (1, 0) unless a ``torch.distributed`` process group is initialised."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size(), dist.get_rank()
+    return 1, 0
+
+
+def _slice_z(z, lo: int, hi: int):
+    """Rows ``lo:hi`` of a degradation's ``z``: None, a tensor, or a NamedTuple of tensors (SnowField)."""
+    if z is None or isinstance(z, torch.Tensor):
+        return None if z is None else z[lo:hi]
+    if isinstance(z, tuple) and hasattr(z, "_fields"):
+        return type(z)(*(f[lo:hi] for f in z))
+    raise TypeError(f"cannot split a z of type {type(z).__name__} between ranks; return None, a tensor or a "
+                    "NamedTuple of tensors (batch first) from draw_z.")
+
+
 class Trainer:
     """Trains ``diffusion.model`` on ``images`` (uint8 or [-1, 1] float, (N, C, H, W)).
 
-    Lesson: 02_training_a_restorer. ``out_dir`` holds ``state.safetensors`` (resumable) and
-    ``losses.json``; :meth:`export` writes the EMA weights as a shippable checkpoint.
+    Lesson: 02_training_a_restorer. ``out_dir`` holds ``state.safetensors`` (resumable);
+    :meth:`export` writes the EMA weights as a shippable checkpoint.
+
+    Built while a ``torch.distributed`` process group is initialised (e.g. under ``torchrun``), it trains
+    data-parallel: ``config.batch_size`` is the batch of *each* process, the global batch is
+    ``world_size × batch_size``, every rank must be given the same images and config, and ``device`` must
+    be this rank's GPU (``cuda:LOCAL_RANK``) or the CPU (gloo). Rank 0 prints progress, writes checkpoints
+    and exports; :meth:`resume` reads the checkpoint on rank 0 and broadcasts it, so other nodes need not
+    see the run folder. Each rank's global torch RNG (dropout) is reseeded every step from
+    (seed, step, rank), so dropout differs between ranks and resumes exactly.
     """
 
     def __init__(self, diffusion: ColdDiffusion, images: torch.Tensor, config: TrainConfig | None = None, *,
@@ -86,11 +123,23 @@ class Trainer:
             raise ValueError(f"images must be (N, C, H, W) with N >= batch_size={self.config.batch_size}; got "
                              f"{tuple(images.shape)}.")
         self.images = images
+        self.world_size, self.rank = _distributed()
         self.diffusion = diffusion.to(self.device)
         self.model = diffusion.model
         if self.config.channels_last and self.device.type == "cuda":
             self.model.to(memory_format=torch.channels_last)
         self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
+        self.ddp: torch.nn.parallel.DistributedDataParallel | None = None
+        train_diffusion = self.diffusion
+        if self.world_size > 1:
+            self._check_ranks_agree()
+            device_ids = None
+            if self.device.type == "cuda":
+                device_ids = [self.device.index if self.device.index is not None else torch.cuda.current_device()]
+            # DDP broadcasts rank 0's weights to every rank; the EMA starts from them too.
+            self.ddp = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids)
+            self.ema.load_state_dict(self.model.state_dict())
+            train_diffusion = ColdDiffusion(self.ddp, diffusion.degradation, loss=diffusion.loss_type)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.config.lr)
         self.generator = torch.Generator(device="cpu").manual_seed(self.config.seed)
         self.step = 0
@@ -99,33 +148,107 @@ class Trainer:
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.data_note = data_note
         self.autocast_dtype = _autocast_dtype(self.config, self.device)
-        self._loss_fn = torch.compile(self.diffusion.loss) if self.config.compile else self.diffusion.loss
+        self._loss_fn = torch.compile(train_diffusion.loss) if self.config.compile else train_diffusion.loss
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this process prints and writes files: always in one process, rank 0 under DDP."""
+        return self.rank == 0
+
+    # ------------------------------------------------------------------ distributed helpers
+    @property
+    def _comm_device(self) -> torch.device:
+        """Where small collectives' tensors live: this rank's GPU with NCCL, else the CPU (gloo)."""
+        if self.device.type == "cuda" and "nccl" in str(dist.get_backend()):
+            return self.device if self.device.index is not None else torch.device("cuda", torch.cuda.current_device())
+        return torch.device("cpu")
+
+    def _barrier(self) -> None:
+        if self.world_size == 1:
+            return
+        if self._comm_device.type == "cuda":
+            dist.barrier(device_ids=[self._comm_device.index])
+        else:
+            dist.barrier()
+
+    def _reseed_global_rng(self) -> None:
+        """Dropout draws from the global RNG: give each rank its own stream, a function of (seed, step, rank)."""
+        seed = ((self.config.seed * 1_000_003 + self.step) * 65_537 + self.rank) % 2**63
+        torch.random.default_generator.manual_seed(seed)
+        if self.device.type == "cuda":
+            index = self.device.index if self.device.index is not None else torch.cuda.current_device()
+            torch.cuda.default_generators[index].manual_seed(seed)
+
+    def _check_ranks_agree(self) -> None:
+        """Refuse to train if ranks were given different settings or images (each would sample another batch)."""
+        images = self.images
+        flat = images.reshape(-1)  # a strided sample of about a million values is enough to tell data sets apart
+        sample = flat[:: max(1, flat.numel() // 1_000_000)]
+        mine = {"config": asdict(self.config), "images": [list(images.shape), str(images.dtype)],
+                "checksum": float(sample.double().sum())}
+        everyone: list = [None] * self.world_size
+        dist.all_gather_object(everyone, mine)
+        odd = [r for r, theirs in enumerate(everyone) if theirs != everyone[0]]
+        if odd:
+            raise ValueError(f"ranks {odd} were given other settings or images than rank 0 (rank 0: "
+                             f"{everyone[0]}; rank {odd[0]}: {everyone[odd[0]]}). Launch every process with the "
+                             "same command and data.")
 
     # ------------------------------------------------------------------ one optimisation step
-    def next_batch(self) -> torch.Tensor:
-        idx = torch.randint(0, self.images.shape[0], (self.config.batch_size,), generator=self.generator)
+    def _global_images(self) -> torch.Tensor:
+        """The images of the global batch (``world_size × batch_size``), as [-1, 1] floats, flipped if asked."""
+        n = self.world_size * self.config.batch_size
+        idx = torch.randint(0, self.images.shape[0], (n,), generator=self.generator)
         x = self.images[idx]
         x = x.float() / 127.5 - 1 if x.dtype == torch.uint8 else x.float()
         if self.config.flip:
             flip = torch.rand(x.shape[0], generator=self.generator) < 0.5
             x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+        return x
+
+    def _mine(self) -> slice:
+        return slice(self.rank * self.config.batch_size, (self.rank + 1) * self.config.batch_size)
+
+    def _to_train_device(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.device, non_blocking=True)
         return x.contiguous(memory_format=torch.channels_last) if self.config.channels_last else x
 
+    def next_batch(self) -> torch.Tensor:
+        """This process's ``batch_size`` clean images of a fresh (global) batch, on the device."""
+        return self._to_train_device(self._global_images()[self._mine()])
+
+    def next_micro_batch(self) -> tuple[torch.Tensor, torch.Tensor, object]:
+        """``(x0, t, z)`` for this process: its slice of a global batch's images, steps and degradation ``z``."""
+        x = self._global_images()
+        t = torch.randint(1, self.diffusion.T + 1, (x.shape[0],), generator=self.generator)
+        z = self.diffusion.degradation.draw_z(x.cpu(), self.generator)
+        if self.world_size > 1:
+            mine = self._mine()
+            x, t, z = x[mine], t[mine], _slice_z(z, mine.start, mine.stop)
+        return self._to_train_device(x), t.to(self.device), _to_device(z, self.device)
+
     def train_step(self) -> float:
+        """One optimiser step (``grad_accum`` micro-batches); returns the loss averaged over them (and ranks)."""
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
+        if self.world_size > 1:  # dropout: other masks on each rank, reproducible from the step alone
+            self._reseed_global_rng()
         total = 0.0
-        for _ in range(self.config.grad_accum):
-            x0 = self.next_batch()
-            t = torch.randint(1, self.diffusion.T + 1, (x0.shape[0],), generator=self.generator)
-            z = self.diffusion.degradation.draw_z(x0.cpu(), self.generator)
-            z = _to_device(z, self.device)
-            with torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32,
-                                enabled=self.autocast_dtype is not None):
-                loss = self._loss_fn(x0, t.to(self.device), z)
-            (loss / self.config.grad_accum).backward()
+        for i in range(self.config.grad_accum):
+            x0, t, z = self.next_micro_batch()
+            # DDP all-reduces gradients only on the last micro-batch; the others just accumulate locally.
+            last = i == self.config.grad_accum - 1
+            sync = self.ddp.no_sync() if self.ddp is not None and not last else contextlib.nullcontext()
+            with sync:
+                with torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32,
+                                    enabled=self.autocast_dtype is not None):
+                    loss = self._loss_fn(x0, t, z)
+                (loss / self.config.grad_accum).backward()
             total += float(loss.detach())
+        if self.world_size > 1:
+            mean = torch.tensor([total], dtype=torch.float64, device=self._comm_device)
+            dist.all_reduce(mean)
+            total = float(mean) / self.world_size
         self.optimizer.step()
         self.step += 1
         self._update_ema()
@@ -143,9 +266,12 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
     def train(self, steps: int | None = None, *, progress: bool = True) -> list[float]:
-        """Train until ``steps`` (default: ``config.steps``) optimiser steps have been taken in total."""
+        """Train until ``steps`` (default: ``config.steps``) optimiser steps have been taken in total.
+
+        Under DDP every rank must call it; it returns on all ranks once the final checkpoint is on disk.
+        """
         target = self.config.steps if steps is None else steps
-        bar = tqdm(total=target, initial=self.step, disable=not progress, desc="training")
+        bar = tqdm(total=target, initial=self.step, disable=not progress or not self.is_main, desc="training")
         last = time.perf_counter()
         while self.step < target:
             loss = self.train_step()
@@ -156,8 +282,10 @@ class Trainer:
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.4f}")
             if self.out_dir is not None and (self.step % self.config.checkpoint_every == 0 or self.step == target):
-                self.save_checkpoint()
+                self.save_checkpoint()  # rank 0 only; the others wait for it in the next step's all-reduce
         bar.close()
+        if self.out_dir is not None:
+            self._barrier()
         return self.losses
 
     # ------------------------------------------------------------------ checkpoints
@@ -168,7 +296,12 @@ class Trainer:
         return self.out_dir / "state.safetensors"
 
     def save_checkpoint(self) -> Path:
-        """Write everything needed to resume (atomically) to ``out_dir/state.safetensors``."""
+        """Write everything needed to resume (atomically) to ``out_dir/state.safetensors``.
+
+        Under DDP only rank 0 writes (every rank holds the same state); other ranks return the path at once.
+        """
+        if not self.is_main:
+            return self.state_path
         self.state_path.parent.mkdir(parents=True, exist_ok=True)
         tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
         tensors.update({f"ema.{k}": v for k, v in self.ema.state_dict().items()})
@@ -180,14 +313,39 @@ class Trainer:
             tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device)
         meta = {"step": self.step, "optimizer": opt_meta, "config": asdict(self.config), "losses": self.losses,
                 "train_seconds": self.train_seconds}
+        if self.world_size > 1:
+            meta["world_size"] = self.world_size
         save_training_state(self.state_path, {k: v.detach().cpu().contiguous() for k, v in tensors.items()}, meta)
         return self.state_path
 
     def resume(self) -> bool:
-        """Continue from ``out_dir/state.safetensors`` if it exists; returns whether it did."""
-        if not self.state_path.exists():
-            return False
-        tensors, meta = load_training_state(self.state_path)
+        """Continue from ``out_dir/state.safetensors`` if it exists; returns whether it did.
+
+        Under DDP every rank must call it: rank 0 reads the file and broadcasts it to the others.
+        """
+        if self.world_size > 1:
+            payload: list = [None]
+            if self.is_main and self.state_path.exists():
+                try:
+                    payload = [load_training_state(self.state_path)]
+                except (OSError, ValueError) as e:  # tell every rank, rather than leave them waiting
+                    payload = [f"{type(e).__name__}: {e}"]
+            dist.broadcast_object_list(payload, src=0, device=self._comm_device)
+            if payload[0] is None:
+                return False
+            if isinstance(payload[0], str):
+                raise ValueError(f"rank 0 could not read the training state: {payload[0]}")
+            tensors, meta = payload[0]
+        else:
+            if not self.state_path.exists():
+                return False
+            tensors, meta = load_training_state(self.state_path)
+        saved_world = int(meta.get("world_size", 1))
+        if saved_world != self.world_size and self.is_main:
+            warnings.warn(f"{self.state_path} was written by a run of {saved_world} process(es) and resumes on "
+                          f"{self.world_size}: the global batch changes from {saved_world * self.config.batch_size} "
+                          f"to {self.world_size * self.config.batch_size} images, so the run will not match an "
+                          "uninterrupted one.", stacklevel=2)
         pick = lambda prefix: {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}  # noqa: E731
         self.model.load_state_dict(pick("model."))
         self.ema.load_state_dict(pick("ema."))
@@ -204,9 +362,14 @@ class Trainer:
     def export(self, stem: str | Path, *, metrics: dict | None = None, hardware: str | None = None) -> Path:
         """Save the EMA weights and config as a shippable checkpoint ``<stem>.safetensors`` + ``.json``.
 
-        ``train["wall_seconds"]`` is the training time of all sessions of the run (resumes included).
+        ``train["wall_seconds"]`` is the training time of all sessions of the run (resumes included). Under
+        DDP only rank 0 writes (``train`` then also records ``world_size``); other ranks return the path at once.
         """
+        if not self.is_main:
+            return _split_path(stem)[0]
         train = dict(asdict(self.config), wall_seconds=round(self.train_seconds, 1))
+        if self.world_size > 1:
+            train["world_size"] = self.world_size
         return save_model(stem, self.ema, self.diffusion.degradation, data=self.data_note, steps=self.step,
                           train=train, metrics=metrics, hardware=hardware)
 
