@@ -97,17 +97,17 @@ LESSONS: tuple[Lesson, ...] = (
     Lesson(3, "03_sampling_naive_vs_improved", "Sampling: Algorithm 1 versus Algorithm 2",
            "Both samplers in ten lines, why the update x - D(x̂, t) + D(x̂, t-1) forgives restoration errors, "
            "and the paper's deblurring table on held-out MNIST."),
-    Lesson(4, "04_inpainting", "Inpainting with Gaussian masks",
-           "Restore images behind a growing hole, random or centred.", planned=True),
-    Lesson(5, "05_super_resolution", "Super-resolution by un-pixelating",
-           "Invert 2×2 block averaging step by step.", planned=True),
-    Lesson(6, "06_snow_and_decolorization", "Desnowification and colorization",
+    Lesson(4, "04_inpainting_and_super_resolution", "Inpainting and super-resolution",
+           "Gaussian-mask holes (random or centred) and ×2-per-step pixelation, a hole position z held fixed by "
+           "the samplers, Direct / Algorithm 1 / Algorithm 2 with the paper's Tables 2 and 3, and restoring "
+           "images degraded elsewhere from an estimated step t."),
+    Lesson(5, "05_snow_and_decolorization", "Desnowification and colorization",
            "Two degradations that are not blurs: snow from ImageNet-C and fading to grey.", planned=True),
-    Lesson(7, "07_generation", "Generation without noise",
+    Lesson(6, "06_generation", "Generation without noise",
            "Sample new images from blur (a colour mixture for x_T) and from animorphosis.", planned=True),
-    Lesson(8, "08_your_own_degradation", "Your own degradation",
+    Lesson(7, "07_your_own_degradation", "Your own degradation",
            "Subclass coldlib.degradations.Degradation, train, and sample.", planned=True),
-    Lesson(9, "09_reproducing_the_paper", "Reproducing the paper",
+    Lesson(8, "08_reproducing_the_paper", "Reproducing the paper",
            "Full-size settings and the paper's numbers, with a GPU.", planned=True),
 )
 """The lessons in order. Lesson: 00_setup_and_tour prints this map."""

@@ -492,4 +492,4 @@ assert abs(by_hand - by_library) < 1e-5
 # - M. Heusel et al. *GANs Trained by a Two Time-Scale Update Rule Converge to a Local Nash Equilibrium*
 #   (FID). NeurIPS 2017, [arXiv:1706.08500](https://arxiv.org/abs/1706.08500).
 #
-# Next: Lesson 04 (inpainting) is planned.
+# Next: Lesson 04 applies the same recipe to inpainting and super-resolution.
