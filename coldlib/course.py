@@ -3,10 +3,10 @@
 Lesson: 00_setup_and_tour (the lesson map and the "Open in Colab" badges at the top of every notebook).
 
 This module is the ONE place that holds the repository address. If the course is hosted elsewhere (a
-fork, another branch or a release tag), change :data:`REPO` and :data:`BRANCH` here, then update the badge
-and the ``git clone`` line in each notebook's first two cells to match; ``tests/test_plotting_widgets.py``
-checks that they agree with this module. (Those two cells cannot import this module: in Colab they run
-before coldlib is installed.)
+fork, another branch or a release tag), change :data:`REPO` and :data:`BRANCH` here, then paste
+:func:`colab_badge_markdown` into each notebook's header and :func:`colab_setup_cell` as its first code
+cell; ``tests/test_plotting_widgets.py`` checks that every notebook agrees with this module. (The notebooks
+cannot import it for those two cells: in Colab they run before coldlib is installed.)
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 __all__ = ["REPO", "BRANCH", "Lesson", "LESSONS", "github_url", "clone_url", "colab_url",
-           "colab_badge_markdown", "lesson", "lesson_table_markdown"]
+           "colab_badge_markdown", "colab_setup_cell", "lesson", "lesson_table_markdown"]
 
 REPO = "coldlib-course/cold-diffusion-course"
 """``owner/name`` of the course repository on GitHub."""
@@ -47,6 +47,33 @@ def github_url(path: str = "") -> str:
 def clone_url() -> str:
     """The address ``git clone`` uses in the Colab setup cell of every notebook."""
     return f"https://github.com/{REPO}.git"
+
+
+def colab_setup_cell() -> str:
+    """The exact source of every lesson's first code cell (a test checks each notebook against it).
+
+    Lesson: 00_setup_and_tour. In Colab it clones the course, installs coldlib from the clone
+    (non-editable, so it imports at once; no exact pins, so pip keeps what Colab ships and adds only what is
+    missing), and points coldlib at the clone's data and shipped checkpoints. Elsewhere it does nothing.
+    """
+    return f"""# Setup. In Colab: fetch the course and install coldlib. pip keeps every package Colab already ships
+# (coldlib asks only for lower bounds, which Colab meets) and adds the few it lacks. Elsewhere: nothing to do,
+# coldlib is installed by `make course` or `pip install -e .` (see the README).
+import importlib
+import os
+import subprocess
+import sys
+
+if "google.colab" in sys.modules:
+    REPO_DIR = "/content/cold-diffusion-course"
+    if not os.path.isdir(REPO_DIR):
+        subprocess.run(["git", "clone", "--depth", "1", "--branch", "{BRANCH}",
+                        "{clone_url()}", REPO_DIR], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", REPO_DIR], check=True)
+    importlib.invalidate_caches()
+    os.makedirs(os.path.join(REPO_DIR, "data"), exist_ok=True)
+    os.environ.setdefault("COLDLIB_DATA_DIR", os.path.join(REPO_DIR, "data"))
+    os.environ.setdefault("COLDLIB_CHECKPOINT_DIR", os.path.join(REPO_DIR, "data", "checkpoints"))"""
 
 
 def colab_url(notebook_path: str | PurePosixPath) -> str:

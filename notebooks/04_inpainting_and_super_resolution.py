@@ -64,6 +64,7 @@ if "google.colab" in sys.modules:
     importlib.invalidate_caches()
     os.makedirs(os.path.join(REPO_DIR, "data"), exist_ok=True)
     os.environ.setdefault("COLDLIB_DATA_DIR", os.path.join(REPO_DIR, "data"))
+    os.environ.setdefault("COLDLIB_CHECKPOINT_DIR", os.path.join(REPO_DIR, "data", "checkpoints"))
 
 # %%
 import matplotlib.pyplot as plt

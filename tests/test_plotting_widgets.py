@@ -245,6 +245,5 @@ def test_notebook_badge_and_clone_match_course(ipynb):
     assert cells[0]["cell_type"] == "markdown"
     assert course.colab_badge_markdown(f"notebooks/{ipynb.name}") in header, "the badge must open this notebook"
     code = ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
-    setup = next((src for src in code if '"google.colab" in sys.modules' in src), None)
-    assert setup is not None, "no Colab setup cell"
-    assert course.clone_url() in setup and f'"--branch", "{course.BRANCH}"' in setup
+    assert code and code[0] == course.colab_setup_cell(), (
+        "the first code cell must be exactly coldlib.course.colab_setup_cell() (one place for the Colab set-up)")
