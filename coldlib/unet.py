@@ -10,7 +10,7 @@ presets run from "tiny" (CI on a CPU) to "paper" (a size comparable to theirs, f
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
