@@ -133,7 +133,9 @@ LESSONS: tuple[Lesson, ...] = (
     Lesson(6, "06_generation", "Generation without noise",
            "Sample new images from blur (a colour mixture for x_T) and from animorphosis.", planned=True),
     Lesson(7, "07_your_own_degradation", "Your own degradation",
-           "Subclass coldlib.degradations.Degradation, train, and sample.", planned=True),
+           "Rotation (and zoom) written in ten lines against the Degradation interface, the property checker "
+           "catching four realistic bugs, then training, Direct / Algorithm 1 / Algorithm 2, evaluation, and "
+           "save and reload with load_model(degradation=...)."),
     Lesson(8, "08_reproducing_the_paper", "Reproducing the paper",
            "Full-size settings and the paper's numbers, with a GPU.", planned=True),
 )
