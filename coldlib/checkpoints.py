@@ -285,6 +285,10 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", expected_sh
         except (TypeError, KeyError, ValueError) as e:
             raise ValueError(f"cannot rebuild the degradation recorded in {json_path} ({e}). For a degradation "
                              "of your own, pass it: load_model(path, degradation=MyDegradation(...)).") from e
+    elif json.loads(json.dumps(degradation.config())) != config["degradation"]:
+        # a different degradation would feed the model steps it was not trained on, silently
+        raise ValueError(f"the degradation passed to load_model ({degradation.config()}) differs from the one "
+                         f"the model was trained with ({config['degradation']}, recorded in {json_path}).")
     return LoadedModel(model.to(device).eval(), degradation, config, weights)
 
 

@@ -159,8 +159,13 @@ def test_custom_degradation_override(tmp_path: Path, saved: Path) -> None:
     side.write_text(json.dumps({**cfg, "degradation": {"type": "MyOwn", "T": 5}}))
     with pytest.raises(ValueError, match="degradation=MyDegradation"):
         ck.load_model(saved)
-    mask = GaussianMask(5, kernel_std=0.1, initial_mask=1, random_position=False)
-    assert ck.load_model(saved, degradation=mask).degradation is mask
+
+    class MyOwn(GaussianMask):
+        def config(self):
+            return {"type": "MyOwn", "T": self.T}
+
+    mine = MyOwn(5, kernel_std=0.1, initial_mask=1, random_position=False)
+    assert ck.load_model(saved, degradation=mine).degradation is mine
 
 
 def test_shipped_registry(tmp_path: Path, model: UNet, blur: GaussianBlur, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -278,3 +283,12 @@ def test_optimizer_tensor_lr_and_missing_tensor() -> None:
     tensors.pop("opt.state.0.exp_avg")
     with pytest.raises(ValueError, match="exp_avg"):
         ck.optimizer_from_tensors(tensors, meta)
+
+
+def test_load_model_refuses_a_different_degradation(tmp_path):
+    D = preset("blur", "mnist")
+    model = UNet(unet_preset("tiny", 1))
+    ck.save_model(tmp_path / "m", model, D, data="toy", steps=1)
+    assert ck.load_model(tmp_path / "m", degradation=preset("blur", "mnist")).degradation.T == 20
+    with pytest.raises(ValueError, match="differs from the one"):
+        ck.load_model(tmp_path / "m", degradation=GaussianBlur([1.0, 2.0], kernel_size=5))
