@@ -22,7 +22,7 @@ from torchvision.utils import make_grid
 from coldlib.degradations.base import Degradation, check_images
 
 __all__ = ["to_unit", "image_grid", "show_images", "showcase", "repeat_z", "degrade_over_steps", "degradation_grid",
-           "compare_degradations", "plot_schedule"]
+           "compare_degradations", "plot_schedule", "labelled_rows"]
 
 PAD = 2  # pixels of white between the images of a grid
 
@@ -156,6 +156,29 @@ def _labelled_grid(images: torch.Tensor, ncols: int, col_labels: Sequence[str], 
         spine.set_visible(False)
     if title:
         ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def labelled_rows(rows: Sequence[tuple[str, torch.Tensor]], col_labels: Sequence[str], title: str,
+                  scale: float = 0.8, label_width: float = 1.6) -> Figure:
+    """A grid with one row per ``(label, images)`` in ``rows``; ``images`` is (S, C, H, W), one per column.
+
+    Lessons 02, 03, 04 and 07: the static companions of the sampling-step sliders (states and predictions
+    of each sampler, one row each).
+    """
+    fig = plt.figure(figsize=(scale * len(col_labels) + label_width, scale * len(rows) + 0.5))
+    plt.close(fig)  # shown once, as the cell's value
+    axes = fig.subplots(len(rows), len(col_labels), squeeze=False)
+    for i, (name, images) in enumerate(rows):
+        for j, img in enumerate(images):
+            axes[i, j].imshow(image_grid(img, nrow=1), interpolation="nearest")
+            axes[i, j].set_xticks([])
+            axes[i, j].set_yticks([])
+            if i == 0:
+                axes[i, j].set_title(col_labels[j], fontsize=8)
+        axes[i, 0].set_ylabel(name, fontsize=8, rotation=0, ha="right", va="center")
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig
 

@@ -67,14 +67,13 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import torch
-from matplotlib.figure import Figure
 
 from coldlib.checkpoints import checkpoint_dir
 from coldlib.data import load_images
 from coldlib.degradations import preset
 from coldlib.diffusion import ColdDiffusion
 from coldlib.env import fast_mode, pick_device, seed_everything
-from coldlib.plotting import image_grid
+from coldlib.plotting import labelled_rows
 from coldlib.pretrained import train_or_load, unet_preset_name
 from coldlib.training import TrainConfig, Trainer
 from coldlib.unet import UNET_PRESETS, UNet, timestep_embedding, unet_preset
@@ -306,31 +305,13 @@ frame_slider({"degraded x_t = D(x0, t)": xt_frames, "restored R(x_t, t)": restor
 
 
 # %%
-def labelled_rows(rows: list[tuple[str, torch.Tensor]], col_labels: list[str], title: str,
-                  scale: float = 0.8) -> Figure:
-    """A grid with one row per ``(label, images)`` in ``rows``; ``images`` is (S, C, H, W), one per column."""
-    fig = plt.figure(figsize=(scale * len(col_labels) + 1.4, scale * len(rows) + 0.5))
-    plt.close(fig)  # shown once, as the cell's value
-    axes = fig.subplots(len(rows), len(col_labels), squeeze=False)
-    for i, (name, images) in enumerate(rows):
-        for j, img in enumerate(images):
-            axes[i, j].imshow(image_grid(img, nrow=1), interpolation="nearest")
-            axes[i, j].set_xticks([])
-            axes[i, j].set_yticks([])
-            if i == 0:
-                axes[i, j].set_title(col_labels[j], fontsize=8)
-        axes[i, 0].set_ylabel(name, fontsize=8, rotation=0, ha="right", va="center")
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    return fig
-
-
 t_columns = [1, 2, 3, 5, 10, 15, 20]
 columns = [s - 1 for s in t_columns]  # frame k holds t = k + 1
 rows = []
 for b in range(4):
     rows += [(f"digit {b}: x_t", xt_frames[columns, b]), ("R(x_t, t)", restored[columns, b])]
-labelled_rows(rows, [f"t={s}" for s in t_columns], "held-out digits: degraded (above) and restored in one pass (below)")
+labelled_rows(rows, [f"t={s}" for s in t_columns],
+              "held-out digits: degraded (above) and restored in one pass (below)", label_width=1.4)
 
 # %% [markdown]
 # At small $t$ the blur is mild and the restoration is almost perfect. By $t = 20$ the 20 blurs have

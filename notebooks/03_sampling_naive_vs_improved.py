@@ -67,13 +67,12 @@ from collections.abc import Callable
 import matplotlib.pyplot as plt
 import torch
 from IPython.display import Markdown, display
-from matplotlib.figure import Figure
 
 from coldlib.data import load_images
 from coldlib.degradations import Degradation
 from coldlib.env import fast_mode, pick_device, seed_everything
 from coldlib.metrics import PAPER_TABLES, evaluate_restoration, format_table, rmse
-from coldlib.plotting import image_grid
+from coldlib.plotting import labelled_rows
 from coldlib.pretrained import train_or_load, unet_preset_name
 from coldlib.widgets import frame_slider
 
@@ -171,25 +170,6 @@ frame_slider(frames, titles=step_titles, description="step", nrow=2)
 
 
 # %%
-def labelled_rows(rows: list[tuple[str, torch.Tensor]], col_labels: list[str], title: str,
-                  scale: float = 0.8) -> Figure:
-    """A grid with one row per ``(label, images)`` in ``rows``; ``images`` is (S, C, H, W), one per column."""
-    fig = plt.figure(figsize=(scale * len(col_labels) + 1.6, scale * len(rows) + 0.5))
-    plt.close(fig)  # shown once, as the cell's value
-    axes = fig.subplots(len(rows), len(col_labels), squeeze=False)
-    for i, (name, images) in enumerate(rows):
-        for j, img in enumerate(images):
-            axes[i, j].imshow(image_grid(img, nrow=1), interpolation="nearest")
-            axes[i, j].set_xticks([])
-            axes[i, j].set_yticks([])
-            if i == 0:
-                axes[i, j].set_title(col_labels[j], fontsize=8)
-        axes[i, 0].set_ylabel(name, fontsize=8, rotation=0, ha="right", va="center")
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    return fig
-
-
 s_columns = [T, 3 * T // 4, T // 2, T // 4, 2, 1, 0]
 k_columns = [T - s for s in s_columns]  # index into the trajectory: step k holds s = T - k
 digit = 0

@@ -67,12 +67,10 @@ if "google.colab" in sys.modules:
     os.environ.setdefault("COLDLIB_CHECKPOINT_DIR", os.path.join(REPO_DIR, "data", "checkpoints"))
 
 # %%
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
 from IPython.display import Markdown, display
-from matplotlib.figure import Figure
 from PIL import Image
 
 from coldlib.data import load_images
@@ -81,7 +79,7 @@ from coldlib.diffusion import ColdDiffusion
 from coldlib.env import fast_mode, pick_device, seed_everything
 from coldlib.frechet import FD_MNIST_CNN, check_no_mixing, evaluate_frechet
 from coldlib.metrics import PAPER_TABLES, evaluate_restoration, rmse
-from coldlib.plotting import degradation_grid, image_grid, show_images
+from coldlib.plotting import degradation_grid, labelled_rows, show_images
 from coldlib.pretrained import train_or_load, unet_preset_name
 from coldlib.training import TrainConfig, Trainer
 from coldlib.unet import UNet, unet_preset
@@ -334,25 +332,6 @@ frame_slider(pix_frames, titles=pix_titles, description="step", nrow=2)
 
 
 # %%
-def labelled_rows(rows: list[tuple[str, torch.Tensor]], col_labels: list[str], title: str,
-                  scale: float = 0.8) -> Figure:
-    """A grid with one row per ``(label, images)`` in ``rows``; ``images`` is (S, C, H, W), one per column."""
-    fig = plt.figure(figsize=(scale * len(col_labels) + 1.6, scale * len(rows) + 0.5))
-    plt.close(fig)  # shown once, as the cell's value
-    axes = fig.subplots(len(rows), len(col_labels), squeeze=False)
-    for i, (name, images) in enumerate(rows):
-        for j, img in enumerate(images):
-            axes[i, j].imshow(image_grid(img, nrow=1), interpolation="nearest")
-            axes[i, j].set_xticks([])
-            axes[i, j].set_yticks([])
-            if i == 0:
-                axes[i, j].set_title(col_labels[j], fontsize=8)
-        axes[i, 0].set_ylabel(name, fontsize=8, rotation=0, ha="right", va="center")
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    return fig
-
-
 def path_rows(task: str, s_columns: list[int], digit: int = 0) -> list[tuple[str, torch.Tensor]]:
     frames, T = (hole_frames, T_hole) if task == "inpaint" else (pix_frames, T_pix)
     k = [T - s for s in s_columns]  # trajectory index: step k holds s = T - k

@@ -80,7 +80,6 @@ import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
 from IPython.display import Markdown, display
-from matplotlib.figure import Figure
 
 from coldlib.checkpoints import load_model, save_model
 from coldlib.data import load_images
@@ -88,7 +87,7 @@ from coldlib.degradations import Degradation, check_degradation
 from coldlib.diffusion import ColdDiffusion
 from coldlib.env import fast_mode, pick_device, seed_everything
 from coldlib.metrics import evaluate_restoration, format_table
-from coldlib.plotting import compare_degradations, degradation_grid, image_grid
+from coldlib.plotting import compare_degradations, degradation_grid, labelled_rows
 from coldlib.training import TrainConfig, Trainer
 from coldlib.unet import UNet, unet_preset
 from coldlib.widgets import frame_slider, t_slider
@@ -455,25 +454,6 @@ frame_slider(frames, titles=step_titles, description="step", nrow=2)
 
 
 # %%
-def labelled_rows(rows: list[tuple[str, torch.Tensor]], col_labels: list[str], title: str,
-                  scale: float = 0.8) -> Figure:
-    """A grid with one row per ``(label, images)`` in ``rows``; ``images`` is (S, C, H, W), one per column."""
-    fig = plt.figure(figsize=(scale * len(col_labels) + 1.6, scale * len(rows) + 0.5))
-    plt.close(fig)  # shown once, as the cell's value
-    axes = fig.subplots(len(rows), len(col_labels), squeeze=False)
-    for i, (name, images) in enumerate(rows):
-        for j, img in enumerate(images):
-            axes[i, j].imshow(image_grid(img, nrow=1), interpolation="nearest")
-            axes[i, j].set_xticks([])
-            axes[i, j].set_yticks([])
-            if i == 0:
-                axes[i, j].set_title(col_labels[j], fontsize=8)
-        axes[i, 0].set_ylabel(name, fontsize=8, rotation=0, ha="right", va="center")
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    return fig
-
-
 s_columns = [10, 8, 6, 4, 2, 1, 0]
 k_columns = [T - s for s in s_columns]  # trajectory index k holds s = T - k
 digit = 0
