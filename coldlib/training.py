@@ -37,6 +37,7 @@ from .checkpoints import (
     save_model,
     save_training_state,
 )
+from .degradations import map_z
 from .diffusion import ColdDiffusion
 
 __all__ = ["TrainConfig", "Trainer"]
@@ -91,12 +92,7 @@ def _distributed() -> tuple[int, int]:
 
 def _slice_z(z, lo: int, hi: int):
     """Rows ``lo:hi`` of a degradation's ``z``: None, a tensor, or a NamedTuple of tensors (SnowField)."""
-    if z is None or isinstance(z, torch.Tensor):
-        return None if z is None else z[lo:hi]
-    if isinstance(z, tuple) and hasattr(z, "_fields"):
-        return type(z)(*(f[lo:hi] for f in z))
-    raise TypeError(f"cannot split a z of type {type(z).__name__} between ranks; return None, a tensor or a "
-                    "NamedTuple of tensors (batch first) from draw_z.")
+    return map_z(z, lambda f: f[lo:hi])
 
 
 class Trainer:
@@ -225,7 +221,7 @@ class Trainer:
         if self.world_size > 1:
             mine = self._mine()
             x, t, z = x[mine], t[mine], _slice_z(z, mine.start, mine.stop)
-        return self._to_train_device(x), t.to(self.device), _to_device(z, self.device)
+        return self._to_train_device(x), t.to(self.device), map_z(z, lambda f: f.to(self.device))
 
     def train_step(self) -> float:
         """One optimiser step (``grad_accum`` micro-batches); returns the loss averaged over them (and ranks)."""
@@ -374,7 +370,3 @@ class Trainer:
                           train=train, metrics=metrics, hardware=hardware)
 
 
-def _to_device(z, device: torch.device):
-    if z is None or isinstance(z, torch.Tensor):
-        return None if z is None else z.to(device)
-    return type(z)(*(f.to(device) for f in z))  # NamedTuple ingredients such as SnowField

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .base import Degradation, check_images, check_steps
+from .base import Degradation, check_images, check_steps, map_z
 from .checks import PropertyResult, check_degradation
 from .color import Decolorize
 from .mask import GaussianMask
@@ -17,7 +17,7 @@ from .separable import GaussianBlur, Pixelate, SeparableLinear, blur_sigmas, gau
 from .snow import Snow, SnowField
 
 __all__ = [
-    "Degradation", "check_images", "check_steps", "SeparableLinear", "GaussianBlur", "Pixelate",
+    "Degradation", "check_images", "check_steps", "map_z", "SeparableLinear", "GaussianBlur", "Pixelate",
     "GaussianMask", "Snow", "SnowField", "Decolorize", "ImageMixing", "GaussianNoise", "blur_sigmas",
     "gaussian_kernel1d", "cosine_alpha_bar", "PRESETS", "preset", "list_presets", "from_config", "check_degradation",
     "PropertyResult",

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["Degradation", "check_images", "check_steps"]
+__all__ = ["Degradation", "check_images", "check_steps", "map_z"]
 
 
 def check_images(x: Any, *, channels: int | None = None, name: str = "x0") -> torch.Tensor:
@@ -72,6 +72,22 @@ def check_steps(t: Any, batch: int, T: int, device: torch.device) -> torch.Tenso
     if lo < 0 or hi > T:
         raise ValueError(f"t must lie in 0..T = 0..{T}; got values from {lo} to {hi}.")
     return t.to(device=device, dtype=torch.long)
+
+
+def map_z(z: Any, fn: Any) -> Any:
+    """Apply ``fn`` to every tensor of a random ingredient: ``None``, a tensor, or a NamedTuple of tensors.
+
+    Lesson: 01_degradations. Used to slice, index or move a ``z`` with its batch. Raises ``TypeError``
+    for any other kind of ``z``.
+    """
+    if z is None:
+        return None
+    if isinstance(z, torch.Tensor):
+        return fn(z)
+    if isinstance(z, tuple) and hasattr(z, "_fields"):
+        return type(z)(*(fn(f) for f in z))
+    raise TypeError(f"a z of type {type(z).__name__} cannot be sliced or moved with its batch; return None, a "
+                    "tensor or a NamedTuple of tensors (batch first) from draw_z.")
 
 
 class Degradation(abc.ABC):

@@ -11,11 +11,10 @@ in words, which promise is broken and how.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
-from .base import Degradation
+from .base import Degradation, map_z
 
 __all__ = ["PropertyResult", "check_degradation"]
 
@@ -30,12 +29,6 @@ class PropertyResult:
         return f"[{'ok' if self.passed else 'FAIL'}] {self.name}: {self.detail}"
 
 
-def _pick(z: Any, i: int) -> Any:
-    if z is None:
-        return None
-    if isinstance(z, torch.Tensor):
-        return z[i : i + 1]
-    return type(z)(*(f[i : i + 1] for f in z))  # NamedTuple ingredients
 
 
 def check_degradation(D: Degradation, x: torch.Tensor | None = None, *, raise_on_failure: bool = True,
@@ -86,7 +79,7 @@ def check_degradation(D: Degradation, x: torch.Tensor | None = None, *, raise_on
 
         steps = torch.tensor([grid[i % len(grid)] for i in range(x.shape[0])])
         together = D(x, steps, z)
-        alone = torch.cat([D(x[i : i + 1], int(steps[i]), _pick(z, i)) for i in range(x.shape[0])])
+        alone = torch.cat([D(x[i : i + 1], int(steps[i]), map_z(z, lambda f: f[i : i + 1])) for i in range(x.shape[0])])
         gap = float((together - alone).abs().max())
         record("one step per image", gap <= atol, "a batch with mixed t equals image-by-image calls",
                f"mixed-t batch differs from image-by-image calls by {gap:.3g}; index schedules with t per image "
