@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -261,6 +262,24 @@ def _finish(images: torch.Tensor, labels: torch.Tensor | None, source: str, size
     return ImageSet(images.contiguous(), labels.to(torch.int64, copy=True) if labels is not None else None, source)
 
 
+def _keep_classes(result: ImageSet, classes: list[int], limit: int | None) -> ImageSet:
+    if result.labels is None:
+        raise ValueError("classes= needs a labelled dataset (MNIST, Fashion-MNIST, CIFAR-10, photos); this one has "
+                         "no labels.")
+    keep = torch.isin(result.labels, torch.tensor(classes))
+    if not bool(keep.any()):
+        raise ValueError(f"no image has a label in {classes}; labels present: {sorted(set(result.labels.tolist()))}.")
+    images, labels = result.images[keep], result.labels[keep]
+    source = result.source + f"; only classes {classes} ({int(keep.sum()):,} images)"
+    (images, labels), source = _take_pair(images, labels, limit, source)
+    return ImageSet(images.contiguous(), labels, source)
+
+
+def _take_pair(images: torch.Tensor, labels: torch.Tensor, limit: int | None, source: str):
+    images, source = _take(images, limit, source)
+    return (images, labels[: len(images)]), source
+
+
 def _positive_int(value: object, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ValueError(f"{what} must be a positive int, got {value!r}.")
@@ -273,6 +292,7 @@ def load_images(
     image_size: int | None = None,
     limit: int | None = None,
     download: bool | None = None,
+    classes: Sequence[int] | None = None,
 ) -> ImageSet:
     """Load a dataset as an :class:`ImageSet` and print its ``source`` once per process.
 
@@ -283,7 +303,8 @@ def load_images(
     True = required (conflicts with COLDLIB_OFFLINE=1). Without MNIST's training files and without a
     download, MNIST uses the offline protocol: the official test split's first 8,000 images train,
     the last 2,000 are held out. For "photos", ``labels`` index ``PHOTOS_TRAIN + PHOTOS_TEST`` (which
-    photo a crop comes from); folders and CelebA have no labels. Lesson: 00_setup_and_tour.
+    photo a crop comes from); folders and CelebA have no labels. ``classes``: keep only images with these
+    labels (e.g. ``classes=[8]``: MNIST eights), before ``limit``. Lesson: 00_setup_and_tour.
     """
     if not isinstance(name, str) or not (name in DEFAULT_SIZE or (name.startswith("folder:") and len(name) > 7)):
         raise ValueError(f"Unknown dataset name {name!r}; known names: {', '.join(KNOWN_NAMES)}.")
@@ -296,6 +317,11 @@ def load_images(
     size = _positive_int(image_size, "image_size")
     if limit is not None:
         _positive_int(limit, "limit")
+    if classes is not None:
+        if isinstance(classes, (str, int)) or not all(isinstance(c, int) and not isinstance(c, bool) for c in classes) \
+                or len(classes) == 0:
+            raise ValueError(f"classes must be a non-empty list of int labels, e.g. [8]; got {classes!r}.")
+        limit_after, limit = limit, None
     if download not in (None, True, False):
         raise ValueError(f"download must be None, True or False, got {download!r}.")
     is_offline = offline()
@@ -314,6 +340,8 @@ def load_images(
         result = _photos(split, size, limit)
     else:
         result = _folder(name[len("folder:"):], split, size, limit)
+    if classes is not None:
+        result = _keep_classes(result, list(classes), limit_after)
     _announce(result.source)
     return result
 

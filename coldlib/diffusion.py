@@ -10,6 +10,10 @@ restore an image that is only partly degraded), with ``x̂0 = R(x_s, s)`` at eve
 * **naive** (Algorithm 1): ``x_{s-1} = D(x̂0, s - 1)``;
 * **improved** (Algorithm 2): ``x_{s-1} = x_s - D(x̂0, s) + D(x̂0, s - 1)``.
 
+A degradation with a random ingredient ``z`` (noise, a second image) keeps the ``z`` it started from, or,
+with ``reestimate_z=True``, re-solves ``z`` from ``x_s`` and ``x̂0`` at every step (for noise, that is
+DDIM with η = 0: the paper's "estimated noise" hot sampler, lesson 06_generation).
+
 Because every degradation is a closed form, each step costs two degradations whatever ``s`` is, so a
 whole Algorithm 2 run is O(T) degradations (the authors' code recomputes them from scratch: O(T²)).
 """
@@ -93,14 +97,17 @@ class ColdDiffusion(nn.Module):
 
     @torch.no_grad()
     def sample(self, xt: torch.Tensor, t: int | torch.Tensor | None = None, *, method: str = "improved",
-               z: Any = None, return_trajectory: bool = False) -> torch.Tensor | Trajectory:
+               z: Any = None, reestimate_z: bool = False,
+               return_trajectory: bool = False) -> torch.Tensor | Trajectory:
         """Run a sampler from ``x_t`` (degraded ``t`` steps; default ``T``) down to step 0.
 
         Lesson: 03_sampling_naive_vs_improved. ``method`` is "direct", "naive" (Algorithm 1) or
         "improved" (Algorithm 2). ``t`` may be one step per image (a long tensor of shape (B,)), e.g. from
         :meth:`estimate_t` for images that were degraded elsewhere; an image then waits, unchanged, until
         the loop reaches its own step. Degradations with a random ingredient (a hole position, a snow
-        field, the image or noise mixed in) need the ``z`` that made ``x_t``: it is held fixed along the run.
+        field, the image or noise mixed in) need the ``z`` that made ``x_t``: it is held fixed along the run,
+        unless ``reestimate_z`` asks the degradation to re-solve it from ``x_s`` and ``x̂0`` at every step
+        (:meth:`Degradation.estimate_z`; lesson 06_generation).
         """
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}; got {method!r}.")
@@ -109,11 +116,13 @@ class ColdDiffusion(nn.Module):
         if isinstance(t, float):
             raise ValueError(f"t (the step x_t was degraded to) must be an int in 0..{self.T}; got {t!r}.")
         starts = check_steps(self.T if t is None else t, xt.shape[0], self.T, xt.device)
-        if z is None and D.draw_z(xt[:1]) is not None:
+        if z is None and not reestimate_z and D.draw_z(xt[:1]) is not None:
             raise ValueError(f"{type(D).__name__} has a random ingredient z; pass the z that produced x_t "
                              "(for generation, the one you start from) so the sampler can hold it fixed.")
         if z is not None:
             D.check_z(z, xt)
+        if reestimate_z and method == "direct":
+            raise ValueError("reestimate_z applies to the iterative samplers ('naive', 'improved'), not 'direct'.")
         x, top = xt, int(starts.max())
         states, preds, steps = [x], [], [top]
         if method == "direct":  # one pass, each image at its own step
@@ -124,6 +133,8 @@ class ColdDiffusion(nn.Module):
             active = (starts >= s)[:, None, None, None]
             s_now = torch.full_like(starts, s)
             x0_hat = self.model(x, s_now)
+            if reestimate_z:
+                z = D.estimate_z(x, x0_hat, s_now)
             previous = D.degrade(x0_hat, s_now - 1, z)
             step = previous if method == "naive" else x - D.degrade(x0_hat, s_now, z) + previous
             x = torch.where(active, step, x)

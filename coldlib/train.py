@@ -28,11 +28,9 @@ from . import degradations
 from .data import load_images
 from .diffusion import ColdDiffusion
 from .env import pick_device, seed_everything
+from .pretrained import PRESET_DATASET
 from .training import TrainConfig, Trainer
 from .unet import UNET_PRESETS, UNet, unet_preset
-
-# The offline colour photos use the CIFAR-10 settings (32 px); FashionMNIST uses MNIST's.
-PRESET_DATASET = {"photos": "cifar10", "fashion_mnist": "mnist"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--loss", default="l1", choices=["l1", "l2"])
     p.add_argument("--flip", action="store_true", help="random horizontal flips (colour data)")
     p.add_argument("--limit", type=int, help="use only the first N training images")
+    p.add_argument("--classes", type=int, nargs="+", help="train only on images with these labels (e.g. 8)")
+    p.add_argument("--mix-with", help="--task mixing (animorphosis): the dataset whose images are mixed in (z)")
+    p.add_argument("--mix-classes", type=int, nargs="+", help="only these labels of --mix-with (e.g. 0)")
     p.add_argument("--device", help="cuda, mps or cpu (default: the best available); under torchrun: cuda (NCCL, "
                    "cuda:LOCAL_RANK) or cpu (gloo)")
     p.add_argument("--mixed-precision", default="auto", choices=["auto", "bf16", "no"])
@@ -93,6 +94,17 @@ def _init_distributed(requested: str | None, local_rank: int) -> torch.device:
     return device
 
 
+def _mixing_with(args: argparse.Namespace, D: degradations.Degradation, split: str):
+    """Animorphosis: the preset's ImageMixing with a pool of ``--mix-with`` images (their ``split``)."""
+    if type(D) is not degradations.ImageMixing:
+        raise ValueError(f"--mix-with is for --task mixing (animorphosis); --task {args.task} mixes nothing in.")
+    if not args.mix_with:
+        raise ValueError("--task mixing needs the images to mix in: pass --mix-with DATASET (and --mix-classes to "
+                         "pick labels), e.g. --dataset mnist --classes 8 --mix-with mnist --mix-classes 0.")
+    pool = load_images(args.mix_with, split, image_size=args.image_size, classes=args.mix_classes)
+    return degradations.ImageMixing(D.T, pool=pool.float()), pool.source
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
     world, rank, local_rank = _torchrun_world()
@@ -115,7 +127,11 @@ def _main(args: argparse.Namespace, device: torch.device, world: int, rank: int,
     D = degradations.preset(args.task, preset_ds)
     if world > 1 and local_rank != 0:
         dist.barrier()  # one process per machine downloads (if needed) before the others read the files
-    train_set = load_images(args.dataset, "train", image_size=args.image_size, limit=args.limit)
+    train_set = load_images(args.dataset, "train", image_size=args.image_size, limit=args.limit, classes=args.classes)
+    data_note = train_set.source
+    if type(D) is degradations.ImageMixing or args.mix_with:
+        D, mixed_in = _mixing_with(args, D, "train")
+        data_note += f"; mixed with: {mixed_in}"
     if world > 1 and local_rank == 0:
         dist.barrier()
     channels = train_set.images.shape[1]
@@ -125,8 +141,7 @@ def _main(args: argparse.Namespace, device: torch.device, world: int, rank: int,
                          ema_start=args.ema_start, ema_every=args.ema_every, ema_decay=args.ema_decay,
                          checkpoint_every=args.checkpoint_every, seed=args.seed,
                          flip=args.flip, mixed_precision=args.mixed_precision, compile=args.compile)
-    trainer = Trainer(diffusion, train_set.images, config, out_dir=args.out, device=device,
-                      data_note=train_set.source)
+    trainer = Trainer(diffusion, train_set.images, config, out_dir=args.out, device=device, data_note=data_note)
     resumed = trainer.resume()
     where = str(device) if world == 1 else (f"{world} processes ({dist.get_backend()}, global batch "
                                             f"{world * args.batch_size}), rank 0 on {device}")
@@ -145,8 +160,10 @@ def _main(args: argparse.Namespace, device: torch.device, world: int, rank: int,
     if args.eval_images > 0:
         from .metrics import evaluate_restoration
 
-        held_out = load_images(args.dataset, "test", image_size=args.image_size, limit=args.eval_images)
-        ema_diffusion = ColdDiffusion(trainer.ema, D, loss=args.loss)
+        held_out = load_images(args.dataset, "test", image_size=args.image_size, limit=args.eval_images,
+                               classes=args.classes)
+        D_eval = _mixing_with(args, D, "test")[0] if args.mix_with else D  # held-out images to mix in, too
+        ema_diffusion = ColdDiffusion(trainer.ema, D_eval, loss=args.loss)
         report["metrics"] = evaluate_restoration(ema_diffusion, held_out.float().to(device),
                                                  generator=torch.Generator().manual_seed(1234))
         report["held_out"] = f"{len(held_out)} images: {held_out.source}"

@@ -314,3 +314,22 @@ def test_make_loader_and_imageset_errors():
     with pytest.raises(ValueError, match="labels"):
         ImageSet(torch.zeros(3, 1, 4, 4, dtype=torch.uint8), torch.arange(2), "label count mismatch")
     assert "3 images 3x4x4" in repr(imgs) and "tensor(" not in repr(imgs)
+
+
+@needs_mnist
+def test_mnist_classes_filter(offline_mnist):
+    eights = load_images("mnist", classes=[8])
+    everything = load_images("mnist")
+    assert (eights.labels == 8).all() and len(eights) == int((everything.labels == 8).sum())
+    assert torch.equal(eights.images, everything.images[everything.labels == 8])
+    assert "only classes [8]" in eights.source
+    few = load_images("mnist", split="test", classes=[0, 1], limit=5)
+    assert len(few) == 5 and set(few.labels.tolist()) <= {0, 1}
+
+
+@needs_mnist
+@pytest.mark.parametrize("classes, match", [(8, "list of int labels"), ([], "list of int labels"),
+                                            (["8"], "list of int labels"), ([42], "no image has a label")])
+def test_mnist_bad_classes(offline_mnist, classes, match):
+    with pytest.raises(ValueError, match=match):
+        load_images("mnist", classes=classes)

@@ -138,3 +138,15 @@ def test_cli_killed_run_resumes_to_the_same_weights(tmp_path):
     b = load_model(tmp_path / "killed_model")
     assert a.config["steps"] == b.config["steps"] == steps
     assert torch.equal(params(a.model), params(b.model))
+
+
+@pytest.mark.parametrize("extra, match", [
+    (["--task", "mixing", "--preset-dataset", "mnist"], "needs the images to mix in"),
+    (["--task", "blur", "--mix-with", "photos"], "is for --task mixing"),
+])
+def test_cli_mixing_arguments(tmp_path, monkeypatch, extra, match):
+    from coldlib.train import main
+
+    monkeypatch.setenv("COLDLIB_OFFLINE", "1")
+    with pytest.raises(ValueError, match=match):
+        main(["--dataset", "photos", "--limit", "8", "--steps", "1", "--out", str(tmp_path), *extra])

@@ -128,6 +128,15 @@ class Degradation(abc.ABC):
     def check_z(self, z: Any, x0: torch.Tensor) -> None:
         """Raise ``ValueError`` if ``z`` does not fit the batch ``x0``. Override where ``z`` is used."""
 
+    def estimate_z(self, xt: torch.Tensor, x0_hat: torch.Tensor, t: torch.Tensor) -> Any:
+        """The ``z`` that would make ``D(x0_hat, t, z) = xt``, for samplers that re-estimate it at every step.
+
+        Lesson: 06_generation (DDIM-like sampling of the noise degradation). Only degradations whose ``z``
+        can be solved for implement it (mixing and noise); the rest raise ``NotImplementedError``.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot re-estimate its z from x_t and x̂0; sample with "
+                                  "reestimate_z=False (z held fixed, Algorithm 2).")
+
     @abc.abstractmethod
     def degrade(self, x0: torch.Tensor, t: torch.Tensor, z: Any) -> torch.Tensor:
         """The operator itself; ``x0`` and ``t`` (long, shape (B,)) are already checked."""

@@ -18,7 +18,7 @@ import torch
 from .base import Degradation
 from .separable import gaussian_kernel1d
 
-__all__ = ["GaussianMask"]
+__all__ = ["GaussianMask", "InpaintGeneration"]
 
 
 def fade_mask(rows: int, cols: int, sigma: float) -> torch.Tensor:
@@ -101,3 +101,64 @@ class GaussianMask(Degradation):
     def __repr__(self) -> str:
         where = "random" if self.random_position else "centred"
         return (f"GaussianMask(T={self.T}, {where}, sigma {self.sigmas[0]:.3g}→{self.sigmas[-1]:.3g} px)")
+
+
+class InpaintGeneration(Degradation):
+    """Inpainting-based generation: the image is covered by a constant colour from the outside in.
+
+    Lesson: 06_generation. ``D(x0, t, c) = a_t ⊙ x0 + (1 - a_t) ⊙ c`` with ``c`` a constant colour per image,
+    drawn uniformly in ``[-0.5, 0.5]`` per channel (the authors' ``--reverse`` generation). The centred holes
+    of :class:`GaussianMask` grow with the number of masks multiplied, ``P_k = M_0 ⋯ M_{k-1}``; reversing
+    them, the *visible* part shrinks towards the centre as t grows: ``a_t = (1 - P_{T-t}) / (1 - P_T)``.
+    The authors use ``1 - P_{T-1-t}`` unnormalised; dividing by ``1 - P_T`` makes ``D(x, 0) = x`` exact and
+    ``D(x, T) = c`` exact (their ``a_0`` reaches 0.993 in the corners). At ``t = T`` the image is the colour
+    alone, so sampling starts from a random colour: ``z`` is the (B, C, 1, 1) colour tensor.
+    """
+
+    def __init__(self, T: int, kernel_std: float, initial_mask: float = 1.0) -> None:
+        super().__init__(T)
+        self._holes = GaussianMask(T, kernel_std=kernel_std, initial_mask=initial_mask, random_position=False)
+        self.kernel_std, self.initial_mask = self._holes.kernel_std, self._holes.initial_mask
+        self.schedule = {"sigma": self._holes.schedule["sigma"]}
+        self._cache: dict[tuple[int, int, torch.device, torch.dtype], torch.Tensor] = {}
+
+    def config(self) -> dict[str, Any]:
+        return {"type": "InpaintGeneration", "T": self.T, "kernel_std": self.kernel_std,
+                "initial_mask": self.initial_mask}
+
+    def visible(self, h: int, w: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        """(T + 1, H, W): ``a_t``, the share of the image still visible after t steps (1 at t = 0, 0 at T)."""
+        key = (h, w, torch.device(device), dtype)
+        if key not in self._cache:
+            P = self._holes.cumulative_masks(h, w, torch.device("cpu"), torch.float64)  # (T + 1, H, W)
+            covered_at_T = 1 - P[self.T]
+            if float(covered_at_T.min()) < 0.5:
+                raise ValueError(f"with T={self.T} and kernel_std={self.kernel_std} the holes leave "
+                                 f"{1 - float(covered_at_T.min()):.0%} of some pixel of a {h}x{w} image uncovered "
+                                 "at t = T; raise T or kernel_std so that the last hole covers the whole image.")
+            a = (1 - P.flip(0)) / covered_at_T  # a_t = (1 - P_{T-t}) / (1 - P_T)
+            a = torch.where(a < 1e-20, torch.zeros_like(a), a)  # no subnormal floats (slow on CPUs)
+            self._cache[key] = a.to(device=device, dtype=dtype)
+        return self._cache[key]
+
+    def draw_z(self, x0: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        b, c = x0.shape[:2]
+        gen_device = generator.device if generator is not None else x0.device
+        colour = torch.rand((b, c, 1, 1), generator=generator, device=gen_device, dtype=x0.dtype) - 0.5
+        return colour.to(x0.device)
+
+    def check_z(self, z: Any, x0: torch.Tensor) -> None:
+        b, c = x0.shape[:2]
+        if not isinstance(z, torch.Tensor) or not z.is_floating_point() or z.shape != (b, c, 1, 1):
+            raise ValueError(f"z must be a float tensor of colours with shape ({b}, {c}, 1, 1); got "
+                             f"{getattr(z, 'shape', type(z).__name__)}. Draw one with D.draw_z(x0).")
+        if not bool(torch.isfinite(z).all()):
+            raise ValueError("z (the fill colours) must be finite.")
+
+    def degrade(self, x0: torch.Tensor, t: torch.Tensor, z: Any) -> torch.Tensor:
+        a = self.visible(x0.shape[-2], x0.shape[-1], x0.device, x0.dtype)[t][:, None]  # (B, 1, H, W)
+        return a * x0 + (1 - a) * z.to(device=x0.device, dtype=x0.dtype)
+
+    def __repr__(self) -> str:
+        return (f"InpaintGeneration(T={self.T}, revealed from the centre, sigma "
+                f"{self._holes.sigmas[0]:.3g}→{self._holes.sigmas[-1]:.3g} px)")

@@ -63,6 +63,16 @@ class ImageMixing(Degradation):
         if z.shape != x0.shape:
             raise ValueError(f"z must have the same shape as x0 {tuple(x0.shape)}; got {tuple(z.shape)}.")
 
+    def estimate_z(self, xt: torch.Tensor, x0_hat: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """``ẑ = (x_t - sqrt(ᾱ_t)·x̂0) / sqrt(1 - ᾱ_t)`` (t >= 1): with it, Algorithm 2 is DDIM (η = 0).
+
+        Lesson: 06_generation.
+        """
+        if bool((t < 1).any()):
+            raise ValueError("z cannot be estimated at t = 0 (x_0 holds no trace of z); pass steps t >= 1.")
+        a = self.alpha_bar.to(device=xt.device, dtype=xt.dtype)[t][:, None, None, None]
+        return (xt - a.sqrt() * x0_hat) / (1 - a).sqrt()
+
     def degrade(self, x0: torch.Tensor, t: torch.Tensor, z: Any) -> torch.Tensor:
         a = self.alpha_bar.to(device=x0.device, dtype=x0.dtype)[t][:, None, None, None]
         return a.sqrt() * x0 + (1 - a).sqrt() * z.to(device=x0.device, dtype=x0.dtype)

@@ -1,0 +1,111 @@
+"""Generation: the inpainting-based generator's degradation, re-estimated z (DDIM), the channel-mean prior."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from coldlib.degradations import (GaussianNoise, ImageMixing, InpaintGeneration, check_degradation, from_config,
+                                  preset)
+from coldlib.diffusion import ColdDiffusion
+from coldlib.generation import channel_means, fit_channel_mean_prior
+
+
+def images(b=4, c=1, n=32, seed=0):
+    return torch.rand(b, c, n, n, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+
+
+class Oracle(nn.Module):
+    def __init__(self, x0: torch.Tensor) -> None:
+        super().__init__()
+        self.x0 = x0
+
+    def forward(self, xt, t):
+        return self.x0
+
+
+def test_inpaint_generation_goes_from_image_to_colour():
+    D = preset("inpaint_generation", "mnist")
+    x = images()
+    z = D.draw_z(x, torch.Generator().manual_seed(0))
+    assert z.shape == (4, 1, 1, 1) and float(z.abs().max()) <= 0.5
+    assert torch.equal(D(x, 0, z), x)
+    assert torch.allclose(D(x, D.T, z), z.expand_as(x), atol=1e-6)
+    a = D.visible(32, 32, torch.device("cpu"), torch.float64)
+    assert a.shape == (D.T + 1, 32, 32) and (a[:-1] >= a[1:] - 1e-12).all()  # only ever covers more
+    assert a[D.T // 2, 16, 16] > a[D.T // 2, 0, 0]  # the centre stays visible longest
+    t = torch.tensor([0, 10, 50, 100])
+    per_image = D(x, t, z)
+    for i in range(4):
+        assert torch.allclose(per_image[i], D(x[i : i + 1], int(t[i]), z[i : i + 1])[0], atol=1e-6)
+    assert from_config(D.config()).config() == D.config()
+    assert all(r.passed for r in check_degradation(D, x))
+
+
+def test_inpaint_generation_errors():
+    with pytest.raises(ValueError, match="raise T or kernel_std"):
+        InpaintGeneration(20, kernel_std=0.05)(images(), 1)
+    D = preset("inpaint_generation", "mnist")
+    with pytest.raises(ValueError, match=r"shape \(4, 1, 1, 1\)"):
+        D(images(), 3, torch.zeros(4, 1, 32, 32))
+
+
+@pytest.mark.parametrize("D", [GaussianNoise(50), ImageMixing(50)])
+def test_estimate_z_solves_the_mixing(D):
+    x0, z = images(), images(seed=1)
+    t = torch.tensor([1, 10, 30, 50])
+    xt = D(x0, t, z)
+    assert torch.allclose(D.estimate_z(xt, x0, t), z, atol=1e-3)
+    other = images(seed=2)  # any estimate of x0: the re-solved z puts D(x̂0, t, ẑ) back on x_t
+    assert torch.allclose(D(other, t, D.estimate_z(xt, other, t)), xt, atol=1e-4)
+    with pytest.raises(ValueError, match="t >= 1"):
+        D.estimate_z(xt, x0, torch.zeros(4, dtype=torch.long))
+
+
+def test_reestimated_noise_sampler_is_ddim():
+    D = GaussianNoise(20)
+    x0, z = images(), images(seed=1)
+    xT = D(x0, D.T, z)
+    out = ColdDiffusion(Oracle(x0), D).sample(xT, method="improved", reestimate_z=True)  # no z needed
+    assert torch.allclose(out, x0, atol=1e-4)
+    # one DDIM step by hand: x_{s-1} = sqrt(ab_{s-1}) x̂0 + sqrt(1 - ab_{s-1}) ẑ
+    traj = ColdDiffusion(Oracle(x0 * 0.5), D).sample(xT, method="improved", reestimate_z=True,
+                                                      return_trajectory=True)
+    ab = D.alpha_bar.float()
+    z_hat = (xT - ab[20].sqrt() * x0 * 0.5) / (1 - ab[20]).sqrt()
+    assert torch.allclose(traj.xt[1], ab[19].sqrt() * x0 * 0.5 + (1 - ab[19]).sqrt() * z_hat, atol=1e-4)
+
+
+def test_reestimate_z_errors():
+    x0 = images()
+    with pytest.raises(ValueError, match="not 'direct'"):
+        ColdDiffusion(Oracle(x0), GaussianNoise(5)).sample(x0, method="direct", reestimate_z=True)
+    with pytest.raises(NotImplementedError, match="reestimate_z=False"):
+        ColdDiffusion(Oracle(x0), preset("blur", "mnist")).sample(x0, reestimate_z=True)
+
+
+def test_channel_mean_prior_fits_and_samples():
+    x = torch.cat([torch.full((50, 3, 8, 8), -0.5), torch.full((50, 3, 8, 8), 0.5)])
+    x += 0.05 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
+    prior = fit_channel_mean_prior(x, n_components=2)
+    assert sorted(round(float(m), 1) for m in prior.means[:, 0]) == [-0.5, 0.5]
+    a = prior.sample(400, 16, generator=torch.Generator().manual_seed(1))
+    b = prior.sample(400, 16, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(a, b) and a.shape == (400, 3, 16, 16) and a.dtype == torch.float32
+    assert float(a.std(dim=(2, 3)).max()) == 0.0  # perfect symmetry: constant images
+    colours = channel_means(a)[:, 0]
+    assert 0.35 < float((colours > 0).double().mean()) < 0.65  # both components drawn
+    noisy = prior.sample(8, (4, 6), noise_std=0.002, generator=torch.Generator().manual_seed(1))
+    assert noisy.shape == (8, 3, 4, 6) and 0.001 < float(noisy.std(dim=(2, 3)).mean()) < 0.003
+
+
+@pytest.mark.parametrize("kwargs, match", [(dict(n=0), "positive int"), (dict(noise_std=-1.0), "noise_std"),
+                                           (dict(image_size=0), "image_size")])
+def test_channel_mean_prior_bad_arguments(kwargs, match):
+    prior = fit_channel_mean_prior(images(8))
+    args = dict(n=2, image_size=8) | kwargs
+    with pytest.raises(ValueError, match=match):
+        prior.sample(args.pop("n"), args.pop("image_size"), **args)
+    with pytest.raises(ValueError, match="n_components"):
+        fit_channel_mean_prior(images(8), n_components=9)
