@@ -129,9 +129,11 @@ LESSONS: tuple[Lesson, ...] = (
            "the samplers, Direct / Algorithm 1 / Algorithm 2 with the paper's Tables 2 and 3, and restoring "
            "images degraded elsewhere from an estimated step t."),
     Lesson(5, "05_snow_and_decolorization", "Desnowification and colorization",
-           "Two degradations that are not blurs: snow from ImageNet-C and fading to grey.", planned=True),
+           "Snow from a random field and fading to grey on colour photos, what Algorithm 2 keeps exactly for "
+           "each, the evaluation protocol with Inception FID when available, and restoring a PIL-grey photo."),
     Lesson(6, "06_generation", "Generation without noise",
-           "Sample new images from blur (a colour mixture for x_T) and from animorphosis.", planned=True),
+           "Blur to the mean from a Gaussian-mixture start, Algorithm 1 vs 2 and symmetry-breaking noise, hot vs "
+           "cold with re-estimated noise (DDIM), revealing digits from a colour, animorphosis, and the effect of T."),
     Lesson(7, "07_your_own_degradation", "Your own degradation",
            "Rotation (and zoom) written in ten lines against the Degradation interface, the property checker "
            "catching four realistic bugs, then training, Direct / Algorithm 1 / Algorithm 2, evaluation, and "

@@ -25,7 +25,7 @@ import coldlib
 
 from .checkpoints import FORMAT, LoadedModel, checkpoint_dir, load_shipped, read_registry, registry_path
 from .data import load_images
-from .degradations import preset
+from .degradations import Degradation, preset
 from .diffusion import ColdDiffusion
 from .env import pick_device
 from .training import TrainConfig, Trainer
@@ -85,6 +85,7 @@ def _describe_loaded(name: str, loaded: LoadedModel) -> str:
 def train_or_load(name: str, *, task: str, dataset: str, steps: int, model: str = "small", batch_size: int = 32,
                   lr: float = 4e-4, device: str | torch.device | None = None, seed: int = 0, progress: bool = True,
                   out_dir: str | Path | None = None, limit: int | None = None,
+                  classes: list[int] | None = None, degradation: Degradation | None = None,
                   **train_options: Any) -> LoadedModel:
     """Load the shipped checkpoint ``name``, or train a fresh restorer with the same recipe if it is absent.
 
@@ -99,7 +100,9 @@ def train_or_load(name: str, *, task: str, dataset: str, steps: int, model: str 
     *Training.* Otherwise one line says why, and a UNet preset ``model`` is trained for ``steps`` optimizer
     steps on ``load_images(dataset, "train", limit=limit)`` with ``preset(task, dataset)`` (the photos use the
     CIFAR-10 preset), batch ``batch_size``, Adam ``lr``, and any further :class:`~coldlib.training.TrainConfig`
-    field in ``train_options`` (``grad_accum``, ``ema_start``, ...). The weights are initialised from
+    field in ``train_options`` (``grad_accum``, ``ema_start``, ...). ``classes`` keeps only those labels of the
+    dataset; ``degradation`` replaces the preset (e.g. animorphosis: ``ImageMixing(T, pool=...)`` with the
+    images to mix in, lesson 06_generation). The weights are initialised from
     ``seed`` without touching the global random state. Nothing is written unless ``out_dir`` is given: then
     the run keeps ``out_dir/state.safetensors`` (so calling again resumes it) and exports the EMA weights to
     ``out_dir/<name>.safetensors``.
@@ -115,6 +118,11 @@ def train_or_load(name: str, *, task: str, dataset: str, steps: int, model: str 
     device = pick_device() if device is None else torch.device(device)
     preset_dataset = PRESET_DATASET.get(dataset, dataset)
     D = preset(task, preset_dataset)  # fails early, with the list of presets, on a typo
+    if degradation is not None:
+        if not isinstance(degradation, Degradation) or type(degradation) is not type(D) or degradation.T != D.T:
+            raise ValueError(f"degradation must be of type {type(D).__name__} with T={D.T}, like preset({task!r}, "
+                             f"{preset_dataset!r}); got {degradation!r}.")
+        D = degradation
 
     registry = read_registry()  # re-read: a checkpoint registered after import counts too
     if name in registry:
@@ -134,7 +142,7 @@ def train_or_load(name: str, *, task: str, dataset: str, steps: int, model: str 
     where = registry_path()
     why = (f"{where} does not exist" if not where.is_file() else f"{where} has no entry {name!r} (it has: "
            f"{', '.join(sorted(registry)) or 'none'})")
-    train_set = load_images(dataset, "train", limit=limit)
+    train_set = load_images(dataset, "train", limit=limit, classes=classes)
     if train_set.images.shape[0] < batch_size:
         raise ValueError(f"{len(train_set)} training images are fewer than batch_size={batch_size}.")
     channels = int(train_set.images.shape[1])

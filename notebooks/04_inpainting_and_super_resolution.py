@@ -721,4 +721,4 @@ show_images(torch.cat([x_black, out_black]), nrow=4, title="black blobs (top) an
 # - Z. Wang, A. C. Bovik, H. R. Sheikh, E. P. Simoncelli. *Image Quality Assessment: From Error
 #   Visibility to Structural Similarity* (SSIM). IEEE Transactions on Image Processing, 2004.
 #
-# Next: Lesson 05 (snow and decolorization) is planned.
+# Next: [05 · Desnowification and colorization](https://colab.research.google.com/github/coldlib-course/cold-diffusion-course/blob/main/notebooks/05_snow_and_decolorization.ipynb).

@@ -119,3 +119,20 @@ def test_helpers() -> None:
     assert unet_preset_name({**as_json, "base": 7}) is None
     assert describe_metrics(None) == "no metrics stored"
     assert describe_metrics(METRICS).startswith("Degraded: SSIM 0.300, RMSE 0.290, PSNR 10.90; Direct")
+
+
+@needs_mnist
+def test_trains_animorphosis_with_a_given_degradation(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from coldlib.data import load_images
+    from coldlib.degradations import ImageMixing
+
+    monkeypatch.setenv("COLDLIB_OFFLINE", "1")
+    zeros = load_images("mnist", classes=[0], limit=8).float()
+    kwargs = dict(task="mixing", dataset="mnist", steps=2, model="tiny", batch_size=4, grad_accum=1, limit=16,
+                  classes=[8], device="cpu", progress=False)
+    loaded = train_or_load("mnist_mixing", degradation=ImageMixing(100, pool=zeros), **kwargs)
+    assert loaded.degradation.pool is not None and "only classes [8]" in loaded.config["data"]
+    with pytest.raises(ValueError, match="needs the images to mix in"):
+        train_or_load("mnist_mixing", **kwargs)  # the preset has no images to mix in
+    with pytest.raises(ValueError, match="must be of type ImageMixing with T=100"):
+        train_or_load("mnist_mixing", degradation=preset("blur", "mnist"), **kwargs)
