@@ -13,13 +13,15 @@ generator, so a seeded run is reproducible on any device.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
-from .degradations import check_images
+from .degradations import (Degradation, GaussianBlur, GaussianNoise, ImageMixing, InpaintGeneration,
+                           check_images)
 
-__all__ = ["ChannelMeanPrior", "fit_channel_mean_prior", "channel_means"]
+__all__ = ["ChannelMeanPrior", "fit_channel_mean_prior", "channel_means", "generation_start"]
 
 
 def channel_means(images: torch.Tensor) -> torch.Tensor:
@@ -89,3 +91,44 @@ def fit_channel_mean_prior(images: torch.Tensor, n_components: int = 1, seed: in
     gmm.fit(means)
     return ChannelMeanPrior(torch.from_numpy(gmm.weights_), torch.from_numpy(gmm.means_),
                             torch.from_numpy(gmm.covariances_))
+
+
+def generation_start(D: Degradation, n: int, image_size: int, *, channels: int = 1,
+                     prior: ChannelMeanPrior | None = None, noise_std: float = 0.0,
+                     generator: torch.Generator | None = None) -> tuple[torch.Tensor, Any]:
+    """``(x_T, z)`` to generate ``n`` images with a generation degradation, on the CPU (move them yourself).
+
+    Lesson: 06_generation derives each start; 08_reproducing_the_paper uses this to sample every shipped
+    generator the same way. Blur to the mean: flat images from ``prior`` (required). Noise: ``z ~ N(0, I)``,
+    ``x_T = D(0, T, z)``. Reveal from a colour (:class:`InpaintGeneration`): ``z`` = random colours,
+    ``x_T`` = the colour. Animorphosis (:class:`ImageMixing` with a ``pool``): ``z`` = images from the pool,
+    ``x_T = D(0, T, z)`` (the unknown ``x0`` term has weight ``sqrt(ᾱ_T)``, tiny). ``noise_std`` adds the
+    symmetry-breaking noise to ``x_T`` (not for noise, which has plenty).
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n (how many images) must be a positive int; got {n!r}.")
+    if not (isinstance(noise_std, (int, float)) and np.isfinite(noise_std) and noise_std >= 0):
+        raise ValueError(f"noise_std must be a finite number >= 0; got {noise_std!r}.")
+    shape = (n, channels, image_size, image_size)
+    if isinstance(D, GaussianBlur) and D.to_mean_at_T:
+        if prior is None:
+            raise ValueError("blur-to-the-mean generation starts from flat colours: pass prior="
+                             "fit_channel_mean_prior(training_images).")
+        return prior.sample(n, image_size, noise_std=noise_std, generator=generator), None
+    zeros = torch.zeros(shape)
+    if isinstance(D, GaussianNoise):
+        z = D.draw_z(zeros, generator)
+    elif isinstance(D, InpaintGeneration):
+        z = D.draw_z(zeros, generator)
+    elif isinstance(D, ImageMixing):
+        if D.pool is None:
+            raise ValueError("animorphosis starts from images of the other dataset: build the degradation with "
+                             "ImageMixing(T, pool=<their images>).")
+        z = D.draw_z(zeros, generator)
+    else:
+        raise ValueError(f"{D!r} does not end in a state that can be sampled without x0; generation needs blur "
+                         "to the mean, GaussianNoise, InpaintGeneration or ImageMixing with a pool.")
+    x_T = D(zeros, D.T, z)
+    if noise_std > 0:
+        x_T = x_T + noise_std * torch.randn(shape, generator=generator)
+    return x_T, z

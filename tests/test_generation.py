@@ -109,3 +109,25 @@ def test_channel_mean_prior_bad_arguments(kwargs, match):
         prior.sample(args.pop("n"), args.pop("image_size"), **args)
     with pytest.raises(ValueError, match="n_components"):
         fit_channel_mean_prior(images(8), n_components=9)
+
+
+def test_generation_start_for_every_generator():
+    from coldlib.generation import generation_start
+
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    prior = fit_channel_mean_prior(images(8))
+    x, z = generation_start(preset("blur_generation", "mnist"), 3, 32, prior=prior, generator=g())
+    assert z is None and torch.equal(x, prior.sample(3, 32, generator=g()))
+    D = preset("noise", "mnist")
+    x, z = generation_start(D, 3, 32, generator=g())
+    assert torch.equal(x, D(torch.zeros(3, 1, 32, 32), D.T, z)) and float(z.std()) > 0.9
+    D = preset("inpaint_generation", "mnist")
+    x, z = generation_start(D, 3, 32, noise_std=0.002, generator=g())
+    assert z.shape == (3, 1, 1, 1) and torch.allclose(x, z.expand(3, 1, 32, 32), atol=0.02)
+    pool = images(5, seed=3)
+    x, z = generation_start(ImageMixing(100, pool=pool), 3, 32, generator=g())
+    assert all(any(torch.equal(zi, p) for p in pool) for zi in z)
+    for D, match in [(preset("blur_generation", "mnist"), "pass prior"), (ImageMixing(10), "pool"),
+                     (preset("blur", "mnist"), "cannot|does not end")]:
+        with pytest.raises(ValueError, match=match):
+            generation_start(D, 2, 32)
