@@ -139,7 +139,8 @@ LESSONS: tuple[Lesson, ...] = (
            "catching four realistic bugs, then training, Direct / Algorithm 1 / Algorithm 2, evaluation, and "
            "save and reload with load_model(degradation=...)."),
     Lesson(8, "08_reproducing_the_paper", "Reproducing the paper",
-           "Full-size settings and the paper's numbers, with a GPU.", planned=True),
+           "Every shipped checkpoint evaluated with one protocol beside the paper's tables, the exact command "
+           "behind each, and the paper-scale commands for one GPU or many."),
 )
 """The lessons in order. Lesson: 00_setup_and_tour prints this map."""
 

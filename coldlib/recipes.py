@@ -7,7 +7,8 @@ Lesson: 08_reproducing_the_paper.
 ``PAPER_RECIPES`` are the paper's settings (``shared/reference/paper.md`` section (b)): 700,000 steps of batch
 32 × 2 at lr 2e-5 (CelebA inpainting: 350,000 steps of batch 100 × 2; CelebA snow: batch 16 × 2), at the
 paper's image sizes, with the "paper" UNet preset (34.4M parameters; the authors' networks have 35.8M and
-56.6M). They are GPU runs: days on one GPU at 128 px, which ``torchrun`` spreads over several.
+56.6M). They are GPU runs (hours to days per model at 128 px, depending on the GPU), which ``torchrun`` spreads over
+several.
 """
 
 from __future__ import annotations

@@ -738,4 +738,4 @@ assert R_any.sample(x_T_any, method="improved", z=z.to(device)).shape == digits.
 # - J. Ho, A. Jain, P. Abbeel. *Denoising Diffusion Probabilistic Models.* NeurIPS 2020,
 #   [arXiv:2006.11239](https://arxiv.org/abs/2006.11239).
 #
-# Next: Lesson 08 (reproducing the paper at full size) is planned.
+# Next: [08 · Reproducing the paper](https://colab.research.google.com/github/coldlib-course/cold-diffusion-course/blob/main/notebooks/08_reproducing_the_paper.ipynb).
