@@ -29,9 +29,11 @@ from torch import nn
 
 from .degradations import Degradation, check_images, check_steps
 
-__all__ = ["ColdDiffusion", "Trajectory", "METHODS"]
+__all__ = ["ColdDiffusion", "Trajectory", "METHODS", "SAMPLER_NAMES", "compare_samplers"]
 
 METHODS = ("direct", "naive", "improved")
+#: How tables and figures name each sampler.
+SAMPLER_NAMES = {"direct": "Direct", "naive": "Algorithm 1", "improved": "Algorithm 2"}
 
 
 @dataclass
@@ -168,3 +170,14 @@ class ColdDiffusion(nn.Module):
             errors.append((D.degrade(self.model(x, steps), steps, z) - x).abs().mean(dim=(1, 2, 3)))
         best = torch.stack(errors).argmin(dim=0)
         return torch.tensor(options, device=x.device)[best]
+
+
+def compare_samplers(diffusion: ColdDiffusion, x_T: torch.Tensor, z: Any = None) -> dict[str, Any]:
+    """Direct (an image batch) and the trajectories of Algorithms 1 and 2, all from the same ``x_T`` and ``z``.
+
+    Lesson: 04_inpainting_and_super_resolution (and 05). Keys: "Direct", "Algorithm 1", "Algorithm 2".
+    """
+    runs: dict[str, Any] = {"Direct": diffusion.sample(x_T, method="direct", z=z)}
+    for method in ("naive", "improved"):
+        runs[SAMPLER_NAMES[method]] = diffusion.sample(x_T, method=method, z=z, return_trajectory=True)
+    return runs

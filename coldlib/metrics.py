@@ -28,12 +28,12 @@ from torch import nn
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
 from .degradations import check_images
-from .diffusion import METHODS, ColdDiffusion
+from .diffusion import METHODS, SAMPLER_NAMES, ColdDiffusion
 
 __all__ = ["to_unit", "rmse", "psnr", "ssim", "evaluate_restoration", "format_table", "COLUMNS", "PAPER_TABLES"]
 
 #: Column name of each sampler in the results table.
-COLUMNS = {"direct": "Direct", "naive": "Algorithm 1", "improved": "Algorithm 2"}
+COLUMNS = SAMPLER_NAMES
 _METRICS = ("SSIM", "RMSE", "PSNR")
 _SSIM_WINDOW = 11
 

@@ -22,7 +22,7 @@ from PIL import Image
 from coldlib.degradations.base import Degradation
 from coldlib.plotting import degrade_over_steps, image_grid
 
-__all__ = ["frames_over_t", "FrameSlider", "frame_slider", "t_slider", "schedule_titles"]
+__all__ = ["frames_over_t", "FrameSlider", "frame_slider", "t_slider", "schedule_titles", "sampler_frames"]
 
 DISPLAY_SIDE = 96  # images are enlarged (nearest neighbour) to at least this many pixels on screen
 
@@ -137,3 +137,18 @@ def t_slider(D: Degradation, x: torch.Tensor, z: Any = None, generator: torch.Ge
     frames = frames_over_t(D, x, z, generator)
     return frame_slider(frames, titles=schedule_titles(D), description="t", nrow=nrow,
                         value=D.T // 2 if value is None else value)
+
+
+def sampler_frames(runs: Mapping[str, Any], label: str, show: slice = slice(0, 4)) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Slider frames (S, B, C, H, W) and one caption per step from :func:`coldlib.diffusion.compare_samplers`.
+
+    Lesson: 04_inpainting_and_super_resolution (and 05). Panels: Direct (the same at every step), the states
+    of Algorithms 1 and 2, and Algorithm 2's estimates (the final state has no estimate: it is repeated).
+    """
+    alg1, alg2 = runs["Algorithm 1"], runs["Algorithm 2"]
+    n = alg2.xt.shape[0]
+    frames = {"Direct R(x_T, T)": runs["Direct"][show][None].expand(n, -1, -1, -1, -1),
+              "Alg. 1: x_s": alg1.xt[:, show], "Alg. 2: x_s": alg2.xt[:, show],
+              "Alg. 2: x̂0 = R(x_s, s)": torch.cat([alg2.x0_hat, alg2.xt[-1:]])[:, show]}
+    return frames, [f"{label}: step {k} of {alg2.steps[0]}, s = {s}" + (" (final)" if s == 0 else "")
+                    for k, s in enumerate(alg2.steps)]

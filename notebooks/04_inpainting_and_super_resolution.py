@@ -75,7 +75,7 @@ from PIL import Image
 
 from coldlib.data import load_images
 from coldlib.degradations import GaussianMask, preset
-from coldlib.diffusion import ColdDiffusion
+from coldlib.diffusion import ColdDiffusion, compare_samplers
 from coldlib.env import fast_mode, pick_device, seed_everything
 from coldlib.frechet import FD_MNIST_CNN, check_no_mixing, evaluate_frechet
 from coldlib.metrics import PAPER_TABLES, evaluate_restoration, rmse
@@ -83,7 +83,7 @@ from coldlib.plotting import degradation_grid, labelled_rows, show_images
 from coldlib.pretrained import train_or_load, unet_preset_name
 from coldlib.training import TrainConfig, Trainer
 from coldlib.unet import UNet, unet_preset
-from coldlib.widgets import frame_slider, t_slider
+from coldlib.widgets import frame_slider, sampler_frames, t_slider
 
 FAST = fast_mode()  # COLDLIB_FAST=1 (CI): tiny training runs and a 32-image evaluation
 generator = seed_everything(0)
@@ -276,18 +276,12 @@ for task, loaded in restorers.items():
 # network redraws every pixel in both. We check the formula on the trajectory:
 
 # %%
-def run_samplers(R: ColdDiffusion, x_T: torch.Tensor, z: object) -> dict[str, object]:
-    """Direct (an image batch) and the trajectories of Algorithms 1 and 2, all from the same x_T and z."""
-    runs = {"Direct": R.sample(x_T, method="direct", z=z)}
-    for name, method in [("Algorithm 1", "naive"), ("Algorithm 2", "improved")]:
-        runs[name] = R.sample(x_T, method=method, z=z, return_trajectory=True)
-    return runs
-
-
 T_hole, T_pix = D_hole.T, D_pix.T
 z_show = D_hole.draw_z(x0, generator)
 x_T = {"inpaint": D_hole(x0, T_hole, z_show), "pixelate": D_pix(x0, T_pix)}
-runs = {"inpaint": run_samplers(R_hole, x_T["inpaint"], z_show), "pixelate": run_samplers(R_pix, x_T["pixelate"], None)}
+# compare_samplers: Direct, and the trajectories of Algorithms 1 and 2, from the same x_T and z
+runs = {"inpaint": compare_samplers(R_hole, x_T["inpaint"], z_show),
+        "pixelate": compare_samplers(R_pix, x_T["pixelate"], None)}
 
 traj = runs["inpaint"]["Algorithm 2"]
 m = torch.stack([D_hole.masks(x0, torch.full((len(x0),), s, device=device), z_show) for s in range(T_hole + 1)])
@@ -305,20 +299,8 @@ for name, out in [("Direct", runs["inpaint"]["Direct"]), ("Algorithm 1", runs["i
 # final image.)
 
 # %%
-def sampler_frames(task: str, show: slice = slice(0, 4)) -> tuple[dict[str, torch.Tensor], list[str]]:
-    """Slider frames (S, B, C, H, W) for one task, and one caption per sampling step."""
-    r = runs[task]
-    n = r["Algorithm 2"].xt.shape[0]  # T + 1 states
-    frames = {"Direct R(x_T, T)": r["Direct"][show][None].expand(n, -1, -1, -1, -1),
-              "Alg. 1: x_s": r["Algorithm 1"].xt[:, show], "Alg. 2: x_s": r["Algorithm 2"].xt[:, show],
-              "Alg. 2: x̂0 = R(x_s, s)": torch.cat([r["Algorithm 2"].x0_hat, r["Algorithm 2"].xt[-1:]])[:, show]}
-    steps = r["Algorithm 2"].steps
-    return frames, [f"{task}: step {k} of {steps[0]}, s = {s}" + (" (final)" if s == 0 else "")
-                    for k, s in enumerate(steps)]
-
-
-hole_frames, hole_titles = sampler_frames("inpaint")
-pix_frames, pix_titles = sampler_frames("pixelate")
+hole_frames, hole_titles = sampler_frames(runs["inpaint"], "inpaint")
+pix_frames, pix_titles = sampler_frames(runs["pixelate"], "pixelate")
 
 # %% tags=["nbval-ignore-output"]
 frame_slider(hole_frames, titles=hole_titles, description="step", nrow=2)

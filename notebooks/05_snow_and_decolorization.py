@@ -72,7 +72,7 @@ from PIL import Image
 
 from coldlib.data import load_images
 from coldlib.degradations import Snow, preset
-from coldlib.diffusion import ColdDiffusion
+from coldlib.diffusion import ColdDiffusion, compare_samplers
 from coldlib.env import fast_mode, pick_device, seed_everything
 from coldlib.frechet import InceptionUnavailable, evaluate_frechet
 from coldlib.metrics import evaluate_restoration, format_table, rmse
@@ -80,7 +80,7 @@ from coldlib.plotting import degradation_grid, labelled_rows, show_images, showc
 from coldlib.pretrained import train_or_load
 from coldlib.training import TrainConfig, Trainer
 from coldlib.unet import UNet, unet_preset
-from coldlib.widgets import frame_slider, t_slider
+from coldlib.widgets import frame_slider, sampler_frames, t_slider
 
 FAST = fast_mode()  # COLDLIB_FAST=1 (CI): tiny training runs and a 32-image evaluation
 generator = seed_everything(0)
@@ -219,17 +219,11 @@ for task, loaded in restorers.items():
 # All three samplers start from the same $x_T$ (and, for snow, the same field $z$).
 
 # %%
-def run_samplers(R: ColdDiffusion, x_T: torch.Tensor, z: object) -> dict[str, object]:
-    """Direct (an image batch) and the trajectories of Algorithms 1 and 2, all from the same x_T and z."""
-    runs = {"Direct": R.sample(x_T, method="direct", z=z)}
-    for name, method in [("Algorithm 1", "naive"), ("Algorithm 2", "improved")]:
-        runs[name] = R.sample(x_T, method=method, z=z, return_trajectory=True)
-    return runs
-
-
 z_snow = D_snow.draw_z(x0, torch.Generator(device=x0.device).manual_seed(1))
 x_T = {"snow": D_snow(x0, D_snow.T, z_snow), "decolor": D_grey(x0, D_grey.T)}
-runs = {"snow": run_samplers(R_snow, x_T["snow"], z_snow), "decolor": run_samplers(R_grey, x_T["decolor"], None)}
+# compare_samplers (Lesson 04): Direct, and the trajectories of Algorithms 1 and 2, from the same x_T and z
+runs = {"snow": compare_samplers(R_snow, x_T["snow"], z_snow),
+        "decolor": compare_samplers(R_grey, x_T["decolor"], None)}
 
 # %% [markdown]
 # **Decolorization.** $D$ is linear, and $D(y, s - 1) - D(y, s) = \tfrac1T\,(y - \mathrm{gray}(y))$: the
@@ -275,20 +269,8 @@ for name, out in runs["snow"].items():
 # The sliders show the runs step by step (computed above; the sliders only swap pictures):
 
 # %%
-def sampler_frames(task: str, show: slice = slice(0, 4)) -> tuple[dict[str, torch.Tensor], list[str]]:
-    """Slider frames (S, B, C, H, W) for one task, and one caption per sampling step."""
-    r = runs[task]
-    n = r["Algorithm 2"].xt.shape[0]  # T + 1 states
-    frames = {"Direct R(x_T, T)": r["Direct"][show][None].expand(n, -1, -1, -1, -1),
-              "Alg. 1: x_s": r["Algorithm 1"].xt[:, show], "Alg. 2: x_s": r["Algorithm 2"].xt[:, show],
-              "Alg. 2: x̂0 = R(x_s, s)": torch.cat([r["Algorithm 2"].x0_hat, r["Algorithm 2"].xt[-1:]])[:, show]}
-    steps = r["Algorithm 2"].steps
-    return frames, [f"{task}: step {k} of {steps[0]}, s = {s}" + (" (final)" if s == 0 else "")
-                    for k, s in enumerate(steps)]
-
-
-snow_frames, snow_titles = sampler_frames("snow")
-grey_frames, grey_titles = sampler_frames("decolor")
+snow_frames, snow_titles = sampler_frames(runs["snow"], "snow")
+grey_frames, grey_titles = sampler_frames(runs["decolor"], "decolor")
 
 # %% tags=["nbval-ignore-output"]
 frame_slider(snow_frames, titles=snow_titles, description="step", nrow=2)

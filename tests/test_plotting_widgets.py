@@ -223,7 +223,8 @@ def test_lesson_map_is_ordered_and_unique():
     assert all(stem.startswith(f"{n:02d}_") for n, stem in zip(numbers, stems))
     assert course.lesson("01_degradations").number == 1
     table = course.lesson_table_markdown()
-    assert table.count("\n") == len(course.LESSONS) + 1 and "planned" in table
+    assert table.count("\n") == len(course.LESSONS) + 1
+    assert all((("planned" if item.planned else "available") in table) for item in course.LESSONS)
 
 
 @pytest.mark.parametrize("lesson", [item for item in course.LESSONS if not item.planned], ids=lambda item: item.stem)
@@ -247,3 +248,26 @@ def test_notebook_badge_and_clone_match_course(ipynb):
     code = ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
     assert code and code[0] == course.colab_setup_cell(), (
         "the first code cell must be exactly coldlib.course.colab_setup_cell() (one place for the Colab set-up)")
+
+
+def test_compare_samplers_and_their_frames():
+    from torch import nn
+
+    from coldlib.degradations import preset
+    from coldlib.diffusion import ColdDiffusion, compare_samplers
+    from coldlib.widgets import sampler_frames
+
+    class Half(nn.Module):
+        def forward(self, x, t):
+            return x / 2
+
+    D = preset("pixelate", "mnist")
+    x = torch.rand(5, 1, 32, 32) * 2 - 1
+    R = ColdDiffusion(Half(), D)
+    runs = compare_samplers(R, D(x, D.T))
+    assert torch.equal(runs["Direct"], D(x, D.T) / 2)
+    assert torch.equal(runs["Algorithm 2"].xt[-1], R.sample(D(x, D.T), method="improved"))
+    frames, titles = sampler_frames(runs, "sr", show=slice(0, 2))
+    assert list(frames) == ["Direct R(x_T, T)", "Alg. 1: x_s", "Alg. 2: x_s", "Alg. 2: x̂0 = R(x_s, s)"]
+    assert all(f.shape == (D.T + 1, 2, 1, 32, 32) for f in frames.values())
+    assert titles[0] == "sr: step 0 of 3, s = 3" and titles[-1].endswith("(final)")
