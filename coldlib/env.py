@@ -76,6 +76,18 @@ def _available(device: torch.device) -> bool:
     return False
 
 
+def lesson_device(fast: bool) -> torch.device:
+    """:func:`pick_device`, and in fast mode on a CPU one torch thread. Lesson: 02_training_a_restorer.
+
+    CI runs the lessons' small batches on a busy, shared 2-core CPU, where one intra-op thread is several
+    times faster than OpenMP threads spinning against each other; a learner's full runs keep every thread.
+    """
+    device = pick_device()
+    if fast and device.type == "cpu":
+        torch.set_num_threads(1)
+    return device
+
+
 def pick_device(prefer: str | None = None) -> torch.device:
     """Choose the compute device: ``prefer``, else ``COLDLIB_DEVICE``, else cuda, then mps, then cpu.
 

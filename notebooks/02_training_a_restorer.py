@@ -72,7 +72,7 @@ from coldlib.checkpoints import checkpoint_dir
 from coldlib.data import load_images
 from coldlib.degradations import preset
 from coldlib.diffusion import ColdDiffusion
-from coldlib.env import fast_mode, pick_device, seed_everything
+from coldlib.env import fast_mode, lesson_device, seed_everything
 from coldlib.plotting import labelled_rows
 from coldlib.pretrained import train_or_load, unet_preset_name
 from coldlib.training import TrainConfig, Trainer
@@ -81,9 +81,7 @@ from coldlib.widgets import frame_slider, frames_over_t
 
 FAST = fast_mode()  # COLDLIB_FAST=1 (CI) shrinks the live training run and the fallback run of section 5
 generator = seed_everything(0)
-device = pick_device()
-if FAST and device.type == "cpu":
-    torch.set_num_threads(1)  # CI: tiny batches run faster on one thread of a busy, shared CPU
+device = lesson_device(FAST)  # in FAST mode on a CPU: one thread (faster on a busy, shared CI machine)
 print(f"device {device} · FAST={FAST}")
 
 mnist = load_images("mnist", split="train")  # prints what the data is: read it

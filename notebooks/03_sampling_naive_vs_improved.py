@@ -70,7 +70,7 @@ from IPython.display import Markdown, display
 
 from coldlib.data import load_images
 from coldlib.degradations import Degradation
-from coldlib.env import fast_mode, pick_device, seed_everything
+from coldlib.env import fast_mode, lesson_device, seed_everything
 from coldlib.metrics import PAPER_TABLES, evaluate_restoration, format_table, rmse
 from coldlib.plotting import labelled_rows
 from coldlib.pretrained import train_or_load, unet_preset_name
@@ -78,9 +78,7 @@ from coldlib.widgets import frame_slider
 
 FAST = fast_mode()  # COLDLIB_FAST=1 (CI): a 64-image evaluation instead of 1,000, a shorter fallback run
 generator = seed_everything(0)
-device = pick_device()
-if FAST and device.type == "cpu":
-    torch.set_num_threads(1)  # CI: small batches run faster on one thread of a busy, shared CPU
+device = lesson_device(FAST)  # in FAST mode on a CPU: one thread (faster on a busy, shared CI machine)
 print(f"device {device} · FAST={FAST}")
 
 # The restorer of Lesson 02: the shipped model if it is there, else a short run with the same recipe.

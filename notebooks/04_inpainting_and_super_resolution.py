@@ -76,7 +76,7 @@ from PIL import Image
 from coldlib.data import load_images
 from coldlib.degradations import GaussianMask, preset
 from coldlib.diffusion import ColdDiffusion, compare_samplers
-from coldlib.env import fast_mode, pick_device, seed_everything
+from coldlib.env import fast_mode, lesson_device, seed_everything
 from coldlib.frechet import FD_MNIST_CNN, check_no_mixing, evaluate_frechet
 from coldlib.metrics import PAPER_TABLES, evaluate_restoration, rmse
 from coldlib.plotting import degradation_grid, labelled_rows, show_images
@@ -87,9 +87,7 @@ from coldlib.widgets import frame_slider, sampler_frames, t_slider
 
 FAST = fast_mode()  # COLDLIB_FAST=1 (CI): tiny training runs and a 32-image evaluation
 generator = seed_everything(0)
-device = pick_device()
-if FAST and device.type == "cpu":
-    torch.set_num_threads(1)  # CI: small batches run faster on one thread of a busy, shared CPU
+device = lesson_device(FAST)  # in FAST mode on a CPU: one thread (faster on a busy, shared CI machine)
 print(f"device {device} · FAST={FAST}")
 
 mnist = load_images("mnist", split="train")  # the printed lines say which images: read them

@@ -73,7 +73,7 @@ from PIL import Image
 from coldlib.data import load_images
 from coldlib.degradations import Snow, preset
 from coldlib.diffusion import ColdDiffusion, compare_samplers
-from coldlib.env import fast_mode, pick_device, seed_everything
+from coldlib.env import fast_mode, lesson_device, seed_everything
 from coldlib.frechet import InceptionUnavailable, evaluate_frechet
 from coldlib.metrics import evaluate_restoration, format_table, rmse
 from coldlib.plotting import degradation_grid, labelled_rows, show_images, showcase
@@ -84,9 +84,7 @@ from coldlib.widgets import frame_slider, sampler_frames, t_slider
 
 FAST = fast_mode()  # COLDLIB_FAST=1 (CI): tiny training runs and a 32-image evaluation
 generator = seed_everything(0)
-device = pick_device()
-if FAST and device.type == "cpu":
-    torch.set_num_threads(1)  # CI: small batches run faster on one thread of a busy, shared CPU
+device = lesson_device(FAST)  # in FAST mode on a CPU: one thread (faster on a busy, shared CI machine)
 print(f"device {device} · FAST={FAST}")
 
 photos = load_images("photos", split="train")  # the printed lines say which photos: read them

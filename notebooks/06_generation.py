@@ -75,7 +75,7 @@ from IPython.display import Markdown, display
 from coldlib.data import load_images
 from coldlib.degradations import GaussianBlur, ImageMixing, preset
 from coldlib.diffusion import ColdDiffusion
-from coldlib.env import fast_mode, pick_device, seed_everything
+from coldlib.env import fast_mode, lesson_device, seed_everything
 from coldlib.frechet import mnist_fd
 from coldlib.generation import channel_means, fit_channel_mean_prior
 from coldlib.plotting import labelled_rows, show_images
@@ -86,9 +86,7 @@ from coldlib.widgets import frame_slider, t_slider
 
 FAST = fast_mode()  # COLDLIB_FAST=1 (CI): few samples, tiny stand-ins if a shipped model is missing
 generator = seed_everything(0)
-device = pick_device()
-if FAST and device.type == "cpu":
-    torch.set_num_threads(1)  # CI: small batches run faster on one thread of a busy, shared CPU
+device = lesson_device(FAST)  # in FAST mode on a CPU: one thread (faster on a busy, shared CI machine)
 print(f"device {device} · FAST={FAST}")
 
 mnist = load_images("mnist", split="train")  # the printed lines say which images: read them

@@ -85,7 +85,7 @@ from coldlib.checkpoints import load_model, save_model
 from coldlib.data import load_images
 from coldlib.degradations import Degradation, check_degradation
 from coldlib.diffusion import ColdDiffusion
-from coldlib.env import fast_mode, pick_device, seed_everything
+from coldlib.env import fast_mode, lesson_device, seed_everything
 from coldlib.metrics import evaluate_restoration, format_table
 from coldlib.plotting import compare_degradations, degradation_grid, labelled_rows
 from coldlib.training import TrainConfig, Trainer
@@ -94,9 +94,7 @@ from coldlib.widgets import frame_slider, t_slider
 
 FAST = fast_mode()  # COLDLIB_FAST=1 (CI): a tiny UNet trained for 40 steps, a 64-image evaluation
 generator = seed_everything(0)
-device = pick_device()
-if FAST and device.type == "cpu":
-    torch.set_num_threads(1)  # CI: small batches run faster on one thread of a busy, shared CPU
+device = lesson_device(FAST)  # in FAST mode on a CPU: one thread (faster on a busy, shared CI machine)
 print(f"device {device} · FAST={FAST}")
 
 mnist = load_images("mnist", split="train")  # prints what the data is: read it

@@ -65,7 +65,7 @@ from IPython.display import Markdown, display
 from coldlib.checkpoints import checkpoint_dir, load_shipped, read_registry
 from coldlib.data import load_images
 from coldlib.degradations import ImageMixing
-from coldlib.env import fast_mode, pick_device, seed_everything
+from coldlib.env import fast_mode, lesson_device, seed_everything
 from coldlib.frechet import FD_MNIST_CNN, InceptionUnavailable, evaluate_frechet, format_frechet_table, mnist_fd
 from coldlib.generation import fit_channel_mean_prior, generation_start
 from coldlib.metrics import PAPER_TABLES, evaluate_restoration, format_table
@@ -75,9 +75,7 @@ from coldlib.recipes import PAPER_RECIPES, paper_command, shipped_command
 
 FAST = fast_mode()  # COLDLIB_FAST=1 (CI): 32 images per evaluation
 seed_everything(0)
-device = pick_device()
-if FAST and device.type == "cpu":
-    torch.set_num_threads(1)  # CI: small batches run faster on one thread of a busy, shared CPU
+device = lesson_device(FAST)  # in FAST mode on a CPU: one thread (faster on a busy, shared CI machine)
 N_EVAL = 32 if FAST else 500  # held-out images per restorer, samples per generator
 print(f"device {device} · FAST={FAST} · {N_EVAL} images per evaluation")
 

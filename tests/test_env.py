@@ -141,3 +141,18 @@ def test_describe_environment(monkeypatch, tmp_path, no_accelerator):
         assert isinstance(info[key], str), key
     assert info["device"] == "cpu" and info["fast_mode"] == "True" and info["cuda_available"] == "False"
     assert info["coldlib"] == coldlib.__version__ and info["data_dir"] == str(tmp_path.resolve())
+
+
+def test_lesson_device_uses_one_thread_only_in_fast_mode_on_a_cpu(monkeypatch):
+    import torch
+
+    from coldlib.env import lesson_device
+
+    monkeypatch.setenv("COLDLIB_DEVICE", "cpu")
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert lesson_device(False).type == "cpu" and torch.get_num_threads() == 2
+        assert lesson_device(True).type == "cpu" and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
