@@ -28,6 +28,7 @@ from . import degradations
 from .data import load_images
 from .diffusion import ColdDiffusion
 from .env import pick_device, seed_everything
+from .metrics import evaluate_restoration  # imported up front: a run must not pick up code edited mid-run
 from .pretrained import PRESET_DATASET
 from .training import TrainConfig, Trainer
 from .unet import UNET_PRESETS, UNet, unet_preset
@@ -158,8 +159,6 @@ def _main(args: argparse.Namespace, device: torch.device, world: int, rank: int,
     if not main_rank:  # rank 0 evaluates and writes; the others are done once training is
         return report
     if args.eval_images > 0:
-        from .metrics import evaluate_restoration
-
         held_out = load_images(args.dataset, "test", image_size=args.image_size, limit=args.eval_images,
                                classes=args.classes)
         D_eval = _mixing_with(args, D, "test")[0] if args.mix_with else D  # held-out images to mix in, too

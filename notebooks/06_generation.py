@@ -168,8 +168,8 @@ R_blur = loaded_blur.diffusion()
 # ## 4. Algorithm 1 versus Algorithm 2, and the symmetry problem
 #
 # We draw one batch of colours and build two starts from it: **perfectly flat** images, and the same
-# images plus i.i.d. noise of standard deviation 0.002 (the paper's "broken symmetry"; a tenth of one
-# 8-bit grey level would be 0.004 here). Both samplers run from both starts.
+# images plus i.i.d. noise of standard deviation 0.002 (the paper's "broken symmetry"; about a quarter of one
+# 8-bit grey level; one level is 2/255 ≈ 0.008 in [-1, 1]). Both samplers run from both starts.
 
 # %%
 n_show = 8
