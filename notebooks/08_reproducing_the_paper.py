@@ -212,7 +212,10 @@ display(Markdown("| Generator | Sampler | FD_MNIST-CNN ↓ | reference |\n|---|-
 print(f"floor (real vs real): FD_MNIST-CNN {mnist_fd(reference, mnist_train.float(slice(0, N_EVAL)).to(device)):.2f}")
 
 # %%
-labelled_rows(showcase_rows, [f"sample {i}" for i in range(8)], "eight samples from every shipped generator")
+if showcase_rows:
+    labelled_rows(showcase_rows, [f"sample {i}" for i in range(8)], "eight samples from every shipped generator")
+else:
+    print(f"no generation checkpoint in {checkpoint_dir()}; Lesson 06 trains stand-ins instead")
 
 # %% [markdown]
 # The paper's generation numbers, in their own table because they are Inception FIDs on 128-px faces
