@@ -21,7 +21,6 @@ _SMALL_CPU = ["--model", "small", "--batch-size", "32", "--grad-accum", "2", "--
               "--checkpoint-every", "200"]
 _SHORT = [*_SMALL_CPU, "--steps", "1200", "--ema-start", "400", "--ema-decay", "0.995"]
 _GENERATION = [*_SMALL_CPU, "--steps", "2400", "--ema-start", "800", "--ema-decay", "0.995"]
-_GENERATION_SHORT = [*_SMALL_CPU, "--steps", "1600", "--ema-start", "600", "--ema-decay", "0.995"]
 
 #: name → the arguments of ``python -m coldlib.train`` that made the shipped checkpoint (``--out``/``--export``
 #: and ``--eval-images`` aside).
@@ -35,9 +34,9 @@ SHIPPED_RECIPES: dict[str, list[str]] = {
     "photos_decolor": ["--task", "decolor", "--dataset", "photos", "--flip", *_SHORT],
     "mnist_blur_generation": ["--task", "blur_generation", "--dataset", "mnist", *_GENERATION],
     "mnist_noise": ["--task", "noise", "--dataset", "mnist", *_GENERATION],
-    "mnist_inpaint_generation": ["--task", "inpaint_generation", "--dataset", "mnist", *_GENERATION_SHORT],
+    "mnist_inpaint_generation": ["--task", "inpaint_generation", "--dataset", "mnist", *_SHORT],
     "mnist_mixing": ["--task", "mixing", "--dataset", "mnist", "--classes", "8", "--mix-with", "mnist",
-                     "--mix-classes", "0", *_GENERATION_SHORT],
+                     "--mix-classes", "0", *_SHORT],
 }
 
 _PAPER = ["--model", "paper", "--steps", "700000", "--batch-size", "32", "--grad-accum", "2", "--lr", "2e-5"]

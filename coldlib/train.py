@@ -133,6 +133,10 @@ def _main(args: argparse.Namespace, device: torch.device, world: int, rank: int,
     if type(D) is degradations.ImageMixing or args.mix_with:
         D, mixed_in = _mixing_with(args, D, "train")
         data_note += f"; mixed with: {mixed_in}"
+    held_out = None
+    if rank == 0 and args.eval_images > 0:  # loaded now, so a bad --eval-images fails before training, not after
+        held_out = load_images(args.dataset, "test", image_size=args.image_size, limit=args.eval_images,
+                               classes=args.classes)
     if world > 1 and local_rank == 0:
         dist.barrier()
     channels = train_set.images.shape[1]
@@ -158,9 +162,7 @@ def _main(args: argparse.Namespace, device: torch.device, world: int, rank: int,
         report["processes"] = world
     if not main_rank:  # rank 0 evaluates and writes; the others are done once training is
         return report
-    if args.eval_images > 0:
-        held_out = load_images(args.dataset, "test", image_size=args.image_size, limit=args.eval_images,
-                               classes=args.classes)
+    if held_out is not None:
         D_eval = _mixing_with(args, D, "test")[0] if args.mix_with else D  # held-out images to mix in, too
         ema_diffusion = ColdDiffusion(trainer.ema, D_eval, loss=args.loss)
         report["metrics"] = evaluate_restoration(ema_diffusion, held_out.float().to(device),

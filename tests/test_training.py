@@ -150,3 +150,13 @@ def test_cli_mixing_arguments(tmp_path, monkeypatch, extra, match):
     monkeypatch.setenv("COLDLIB_OFFLINE", "1")
     with pytest.raises(ValueError, match=match):
         main(["--dataset", "photos", "--limit", "8", "--steps", "1", "--out", str(tmp_path), *extra])
+
+
+def test_cli_checks_eval_images_before_training(tmp_path, monkeypatch):
+    from coldlib.train import main
+
+    monkeypatch.setenv("COLDLIB_OFFLINE", "1")
+    with pytest.raises(ValueError, match="only 844 images are available"):
+        main(["--task", "decolor", "--dataset", "photos", "--limit", "8", "--steps", "1", "--eval-images", "5000",
+              "--out", str(tmp_path)])
+    assert not (tmp_path / "state.safetensors").exists()  # failed before the first step
