@@ -343,8 +343,8 @@ print(fid_note)
 #
 # PIL's `convert("L")` uses the ITU-R 601 luma, $0.299R + 0.587G + 0.114B$, not our RGB mean. So a PIL
 # grey image is **not** on our forward path: its "grey" differs from $\mathrm{gray}(x_0)$ wherever the
-# photo is not already grey. We expand it back to three channels, estimate its step with `estimate_t`
-# (a fully grey image should come out near $T$), and colour it with Algorithm 2.
+# photo is not already grey. We expand it back to three channels and try two things: colour it with
+# Algorithm 2 from $t = T$ (we know the photo is fully grey), and from the step `estimate_t` guesses.
 
 # %%
 def pil_grey(x: torch.Tensor) -> torch.Tensor:
@@ -367,16 +367,25 @@ print(f"|PIL grey - our grey| averages {(x_pil - x_T['decolor']).abs().mean():.4
 print(f"RMSE to the colour originals: PIL grey {rmse(x_pil, x0):.3f}; " +
       "; ".join(f"{k} {rmse(v, x0):.3f}" for k, v in colourised.items()))
 assert t_hat.shape == (len(x0),) and int(t_hat.min()) >= 1
+# Algorithm 2 keeps the grey levels of its input, here PIL's: section 5's fact, on an image from elsewhere
+assert torch.allclose(colourised["Alg. 2 from T"].mean(dim=1), x_pil.mean(dim=1), atol=1e-5)
 
 # %%
 labelled_rows([("colour x0", x0), ("PIL grey", x_pil), *colourised.items()], [f"crop {b}" for b in range(len(x0))],
               "PIL greyscale crops, coloured again")
 
 # %% [markdown]
-# Algorithm 2 keeps the grey levels of its input (section 5), so here it keeps **PIL's** luma, not our
-# mean: a blue sky stays darker than our grey would make it. The restorer only adds colour on top. A
-# fully grey input is most likely estimated at or near $T$ (only $t = T$ removes all colour); where it
-# is not, the restorer found some colour hypothesis that a milder step explains, which is worth a look.
+# Algorithm 2 keeps the grey levels of its input (section 5, and the `assert` above), so here it keeps
+# **PIL's** luma, not our mean: a blue sky stays darker than our grey would make it. The restorer only
+# adds colour on top.
+#
+# **Why `estimate_t` fails here.** It picks the $s$ for which $D(R(x, s), s)$ reproduces $x$ best. But a
+# grey image is a fixed point of *every* step: $D(y, s) = y$ for any grey $y$. Whenever the restorer,
+# told "step $s$", adds little colour, $D(R(x, s), s)$ is almost exactly $x$, so small steps fit as well
+# as $T$ and the estimate is arbitrary. The step of a grey image is not identifiable from the image; it is
+# knowledge about where the image came from (fully grey means $t = T$). Algorithm 2 from a too-small
+# estimate adds only a few of the $T$ colour increments, hence the pale result. Compare Lesson 04,
+# where blocks or blobs of a given size *do* identify the step.
 #
 # ### 7b. Snow we did not make
 #
@@ -384,8 +393,8 @@ labelled_rows([("colour x0", x0), ("PIL grey", x_pil), *colourised.items()], [f"
 # $D(\hat x_0, s, z)$, and with the wrong field it would subtract snow where there is none and keep the
 # real snow. Direct needs no $z$: the restorer was never told where the snow is (only the sampler uses
 # $z$), it finds the flakes itself. We make "foreign" snow with a heavier setting than the model was
-# trained on (the authors' level 4, for CelebA) and compare Direct with Algorithm 2 given a wrong field
-# and the right one.
+# trained on (the authors' level 4, for CelebA, at its step 150) and compare Direct at two steps with
+# Algorithm 2 given a field of its own.
 
 # %%
 D_foreign = Snow(200, threshold=(1.15, 0.55), motion_sigma=(0.05, 20.0))  # level 4: more and longer flakes
@@ -394,8 +403,8 @@ x_foreign = D_foreign(x0, 150, z_true)
 z_wrong = D_snow.draw_z(x0, torch.Generator(device=x0.device).manual_seed(8))
 t_foreign = R_snow.estimate_t(x_foreign, z=z_wrong, candidates=list(range(10, D_snow.T + 1, 10)))
 foreign_out = {"Direct at t_hat": R_snow.sample(x_foreign, t=t_foreign, method="direct", z=z_wrong),
-               "Alg. 2, wrong z": R_snow.sample(x_foreign, t=t_foreign, method="improved", z=z_wrong),
-               "Alg. 2, true z": R_snow.sample(x_foreign, t=t_foreign, method="improved", z=z_true)}
+               "Direct at t = 150": R_snow.sample(x_foreign, t=150, method="direct", z=z_wrong),
+               "Alg. 2 from 150, own z": R_snow.sample(x_foreign, t=150, method="improved", z=z_wrong)}
 print(f"estimated steps (our schedule, T = {D_snow.T}): {t_foreign.tolist()}")
 print(f"RMSE: snowy {rmse(x_foreign, x0):.3f}; " + "; ".join(f"{k} {rmse(v, x0):.3f}" for k, v in foreign_out.items()))
 
@@ -404,11 +413,13 @@ labelled_rows([("clean x0", x0), ("foreign snow", x_foreign), *foreign_out.items
               [f"crop {b}" for b in range(len(x0))], "snow of another setting and field, removed")
 
 # %% [markdown]
-# `estimate_t` for snow only uses $D$ to re-snow each candidate's restoration, and with a wrong field the
-# fit is poor, so treat its estimate as rough; Direct uses $t$ only as the network's input. Algorithm 2
-# with the wrong field is the worst: it subtracts snow that is not there and adds snow of its own
-# field. With the true field (which we have only because we made the snow; note also that the foreign
-# flakes follow another schedule) it does better. For real snowy photos, Direct is the honest choice,
+# `estimate_t` re-snows each candidate's restoration with the field it is given; with a field that is not
+# the image's, no step fits well, and the mildest one (the least wrong snow) tends to win: do not trust
+# it here. Direct uses the step only as the network's input, and the network finds the flakes itself;
+# its result depends on the step it is told (compare the two Direct rows). Algorithm 2 with a field of
+# its own does improve on the snowy input, because its estimates $\hat x_0$ do, but it trails Direct at
+# the same step: each update subtracts snow of the wrong field (where there is none) and never removes the
+# real flakes, which only the estimates ignore. For real snowy photos Direct is the honest choice,
 # unless the snow can be segmented and turned into a field.
 #
 # ## Exercises
