@@ -247,7 +247,7 @@ assert [item.number for item in LESSONS] == sorted(item.number for item in LESSO
 for kind, dataset in list_presets():
     D = preset(kind, dataset)
     x = digits[:2] if dataset == "mnist" else colour[:2]
-    z = colour[2:4] if kind == "mixing" else None
+    z = (digits if dataset == "mnist" else colour)[2:4] if kind == "mixing" else None
     assert torch.equal(D(x, 0, z), x), (kind, dataset)
 print(f"D(x, 0) == x for all {len(list_presets())} presets")
 
