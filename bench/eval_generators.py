@@ -64,7 +64,8 @@ def main() -> None:
                 zi = None if (reestimate or z is None) else z[i : i + 100]
                 out.append(R.sample(x_T[i : i + 100], method=method, z=zi, reestimate_z=reestimate))
             fd = mnist_fd(real, torch.cat(out))
-            sampler = "re-estimated z (DDIM for noise)" if reestimate else f"{NAMES[method]}, fixed z"
+            sampler = ("re-estimated z (DDIM for noise)" if reestimate else
+                       NAMES[method] + (", fixed z" if z is not None else ""))
             rows.append(f"| `{name}` | {sampler} | {noise:g} | {fd:.2f} |")
             print(rows[-1], f"({time.perf_counter() - start:.0f} s)", flush=True)
     print(f"\n{args.samples} samples per row on {device}; reference: 500 held-out digits (187 held-out eights "
