@@ -1,7 +1,5 @@
 """Saving and loading restorers, shipped checkpoints, and resumable training state.
 
-Lesson: 02_training_a_restorer.
-
 A saved model is two files side by side:
 
 * ``<name>.safetensors``: the UNet's ``state_dict`` in float32 (save the EMA weights: they are what the paper
@@ -83,7 +81,7 @@ def _atomic_write(path: Path, payload: bytes) -> None:
 
 
 def sha256_of(path: str | Path) -> str:
-    """The hex SHA-256 of a file, read in 1 MiB chunks. Lesson: 02_training_a_restorer."""
+    """The hex SHA-256 of a file, read in 1 MiB chunks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -129,7 +127,7 @@ def _read_safetensors(path: Path, what: str) -> tuple[dict[str, torch.Tensor], d
 class LoadedModel:
     """What :func:`load_model` returns: a UNet in eval mode, its degradation, the sidecar config and the path.
 
-    Lesson: 02_training_a_restorer. ``loaded.diffusion()`` pairs them into a :class:`ColdDiffusion`.
+    ``loaded.diffusion()`` pairs them into a :class:`ColdDiffusion`.
     """
 
     model: UNet
@@ -159,7 +157,7 @@ def save_model(path_stem: str | Path, model: UNet, degradation: Degradation, *, 
                train: dict | None = None, metrics: dict | None = None, hardware: str | None = None) -> Path:
     """Save ``model`` as ``<stem>.safetensors`` (float32 weights) plus ``<stem>.json`` (config); return the former.
 
-    Lesson: 02_training_a_restorer. Pass the EMA model. ``data`` says what it was trained on (e.g.
+    Pass the EMA model. ``data`` says what it was trained on (e.g.
     "MNIST train, 60,000 images, 32 px"), ``steps`` how many optimizer steps, ``train`` the settings (lr,
     batch, EMA decay, ...), ``metrics`` an evaluation (e.g. from :func:`coldlib.metrics.evaluate_restoration`).
     """
@@ -258,7 +256,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", expected_sh
                degradation: Degradation | None = None) -> LoadedModel:
     """Load a checkpoint written by :func:`save_model` (give the stem or the ``.safetensors`` path).
 
-    Lesson: 02_training_a_restorer. The UNet is returned in eval mode on ``device``. With ``expected_sha256``
+    The UNet is returned in eval mode on ``device``. With ``expected_sha256``
     the weights file is verified first. ``degradation`` overrides the one in the config (needed only for a
     degradation of your own, which :func:`coldlib.degradations.from_config` cannot rebuild).
     """
@@ -301,8 +299,6 @@ def _repo_checkpoint_dir() -> Path:
 
 def checkpoint_dir() -> Path:
     """Where shipped checkpoints live: ``$COLDLIB_CHECKPOINT_DIR``, else the repository's ``data/checkpoints``.
-
-    Lesson: 02_training_a_restorer.
     """
     env = os.environ.get("COLDLIB_CHECKPOINT_DIR", "").strip()
     return Path(env).expanduser() if env else _repo_checkpoint_dir()
@@ -344,8 +340,6 @@ SHIPPED: dict[str, dict] = _registry_or_empty()
 
 def load_shipped(name: str, device: str | torch.device = "cpu") -> LoadedModel:
     """Load one of the course's trained models by name, verifying its SHA-256 from ``registry.json``.
-
-    Lesson: 02_training_a_restorer.
     """
     registry = read_registry()
     if name not in registry:
@@ -369,7 +363,7 @@ def load_shipped(name: str, device: str | torch.device = "cpu") -> LoadedModel:
 def register_shipped(name: str, path: str | Path, task: str, dataset: str) -> dict:
     """Add or update ``name`` in ``registry.json`` with the file's SHA-256; return the entry.
 
-    Lesson: 02_training_a_restorer (used once after training the course's models). The checkpoint must
+    The checkpoint must
     already sit in :func:`checkpoint_dir` and load cleanly.
     """
     if not name or not all(c.isalnum() or c in "-_." for c in name):
@@ -396,7 +390,7 @@ def register_shipped(name: str, path: str | Path, task: str, dataset: str) -> di
 def save_training_state(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict) -> None:
     """Write tensors plus a JSON-able ``meta`` dict to one safetensors file, atomically.
 
-    Lesson: 02_training_a_restorer. Combine ``{"model." + k: v}``, the EMA, :func:`optimizer_to_tensors` and
+    Combine ``{"model." + k: v}``, the EMA, :func:`optimizer_to_tensors` and
     :func:`rng_to_tensors` into ``tensors`` (with their metas in ``meta``) to resume a run exactly.
     """
     bad = [k for k, v in tensors.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
@@ -411,7 +405,7 @@ def save_training_state(path: str | Path, tensors: dict[str, torch.Tensor], meta
 
 
 def load_training_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
-    """Read what :func:`save_training_state` wrote: ``(tensors on the CPU, meta)``. Lesson: 02_training_a_restorer."""
+    """Read what :func:`save_training_state` wrote: ``(tensors on the CPU, meta)``."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"no training state at {path}; start a fresh run, or check the run folder.")
@@ -428,7 +422,7 @@ def load_training_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dict
 def optimizer_to_tensors(opt_state_dict: dict, prefix: str = "optimizer.") -> tuple[dict[str, torch.Tensor], dict]:
     """Split ``optimizer.state_dict()`` into named tensors and a JSON-able meta, for :func:`save_training_state`.
 
-    Lesson: 02_training_a_restorer. Tensors (Adam's ``exp_avg``, ``exp_avg_sq``, ``step``) keep their dtype, so
+    Tensors (Adam's ``exp_avg``, ``exp_avg_sq``, ``step``) keep their dtype, so
     :func:`optimizer_from_tensors` rebuilds the state bit for bit.
     """
     tensors: dict[str, torch.Tensor] = {}
@@ -461,8 +455,6 @@ def optimizer_to_tensors(opt_state_dict: dict, prefix: str = "optimizer.") -> tu
 
 def optimizer_from_tensors(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
     """Rebuild the ``state_dict`` that :func:`optimizer_to_tensors` split, for ``optimizer.load_state_dict``.
-
-    Lesson: 02_training_a_restorer.
     """
     prefix = meta["prefix"]
     try:
@@ -487,7 +479,7 @@ def optimizer_from_tensors(tensors: dict[str, torch.Tensor], meta: dict) -> dict
 def rng_to_tensors(prefix: str = "rng.") -> tuple[dict[str, torch.Tensor], dict]:
     """The global random states (torch CPU and CUDA as uint8 tensors; Python ``random`` and NumPy as JSON).
 
-    Lesson: 02_training_a_restorer. A ``torch.Generator`` of your own: save ``gen.get_state()`` as a tensor.
+    A ``torch.Generator`` of your own: save ``gen.get_state()`` as a tensor.
     """
     tensors = {f"{prefix}torch": torch.get_rng_state()}
     n_cuda = torch.cuda.device_count() if torch.cuda.is_available() else 0
@@ -503,8 +495,6 @@ def rng_to_tensors(prefix: str = "rng.") -> tuple[dict[str, torch.Tensor], dict]
 
 def rng_from_tensors(tensors: dict[str, torch.Tensor], meta: dict) -> None:
     """Restore what :func:`rng_to_tensors` saved. CUDA states are restored for the GPUs both runs have.
-
-    Lesson: 02_training_a_restorer.
     """
     prefix = meta["prefix"]
     torch.set_rng_state(tensors[f"{prefix}torch"])

@@ -1,7 +1,5 @@
 """A small MNIST classifier whose features give the offline Fréchet distance "FD_MNIST-CNN".
 
-Lesson: 03_sampling_naive_vs_improved (the distribution column of the results table).
-
 The paper's FID uses InceptionV3 weights that must be downloaded. Where that is impossible (offline machines, CI),
 :mod:`coldlib.frechet` measures a Fréchet distance on the penultimate features of *this* network instead. It is
 a different number with a different scale, always labelled ``FD_MNIST-CNN`` and never compared with Inception FID.
@@ -56,7 +54,7 @@ SHIPPED_SHA256 = "dbb83297a05ebf3ded26c63550282eb01e4617a77e3f5d0243107dd9b152ed
 class MnistCNN(nn.Module):
     """Three 3×3 conv layers (32, 64, 64 channels, each ReLU + 2×2 max-pool), a 64-d feature layer, a linear head.
 
-    Lesson: 03_sampling_naive_vs_improved. Input ``(N, 1, 32, 32)`` in [-1, 1]; ``forward`` gives 10 logits,
+    Input ``(N, 1, 32, 32)`` in [-1, 1]; ``forward`` gives 10 logits,
     :meth:`features` the 64 penultimate activations (after ReLU) that FD_MNIST-CNN compares.
     """
 
@@ -127,7 +125,7 @@ def train_classifier(images: torch.Tensor, labels: torch.Tensor, steps: int = 15
                      log_every: int = 0) -> MnistCNN:
     """Train an :class:`MnistCNN` on float images ``(N, 1, 32, 32)`` in [-1, 1] and int labels; return it in eval mode.
 
-    Lesson: 03_sampling_naive_vs_improved. Adam with a cosine learning-rate decay to zero over ``steps``, batches
+    Adam with a cosine learning-rate decay to zero over ``steps``, batches
     drawn at random (with a seeded generator, so a run is reproducible on the same machine), and random
     translations of up to ``max_shift`` pixels as augmentation. Pass training images only, never the images
     you evaluate on.
@@ -160,7 +158,7 @@ def train_classifier(images: torch.Tensor, labels: torch.Tensor, steps: int = 15
 
 @torch.no_grad()
 def accuracy(model: MnistCNN, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 500) -> float:
-    """Fraction of ``images`` (float, [-1, 1]) classified as ``labels``. Lesson: 03_sampling_naive_vs_improved."""
+    """Fraction of ``images`` (float, [-1, 1]) classified as ``labels``."""
     was_training = model.training
     model.eval()
     try:
@@ -177,7 +175,7 @@ def accuracy(model: MnistCNN, images: torch.Tensor, labels: torch.Tensor, batch_
 def save_classifier(path_stem: str | Path, model: MnistCNN, info: dict[str, Any]) -> Path:
     """Write ``<stem>.safetensors`` (float32 weights) and ``<stem>.json`` (``info`` + format + SHA-256), atomically.
 
-    Lesson: 03_sampling_naive_vs_improved. ``info`` should say what data it saw, the steps, the held-out accuracy.
+    ``info`` should say what data it saw, the steps, the held-out accuracy.
     """
     if not isinstance(model, MnistCNN):
         raise ValueError(f"save_classifier saves a coldlib MnistCNN; got {type(model).__name__}.")
@@ -202,7 +200,7 @@ def load_classifier(path: str | Path, device: str | torch.device = "cpu",
                     expected_sha256: str | None = None) -> LoadedClassifier:
     """Load a classifier written by :func:`save_classifier` (stem, ``.safetensors`` or ``.json`` path).
 
-    Lesson: 03_sampling_naive_vs_improved. The weights' SHA-256 must match the sidecar's (and ``expected_sha256``
+    The weights' SHA-256 must match the sidecar's (and ``expected_sha256``
     if given); missing, truncated or mismatched files raise ``FileNotFoundError``/``ValueError`` saying what to do.
     """
     weights, json_path = _split_path(path)
@@ -247,8 +245,6 @@ _CACHE: dict[tuple[str, str], LoadedClassifier] = {}
 
 def load_shipped_classifier(device: str | torch.device = "cpu") -> LoadedClassifier:
     """The course's trained MNIST classifier, verified against :data:`SHIPPED_SHA256` (cached per device).
-
-    Lesson: 03_sampling_naive_vs_improved.
     """
     path = shipped_classifier_path()
     key = (str(path.resolve()), str(torch.device(device)))

@@ -3,7 +3,7 @@
 One entry point, :func:`load_images`, returns an :class:`ImageSet` (compact uint8 images plus a one-line
 ``source`` that says exactly what data it is), and :func:`make_loader` turns it into float batches in [-1, 1].
 Where the data lives is decided by :func:`coldlib.env.data_dir`; downloads go through torchvision's own
-code and are never attempted when ``COLDLIB_OFFLINE`` is set (Lesson: 00_setup_and_tour).
+code and are never attempted when ``COLDLIB_OFFLINE`` is set.
 """
 
 from __future__ import annotations
@@ -35,8 +35,6 @@ _ANNOUNCED: set[str] = set()
 @dataclass(repr=False)
 class ImageSet:
     """Images as a compact uint8 tensor (N, C, H, W), optional labels, and a one-line ``source`` announcement.
-
-    Lesson: 00_setup_and_tour (every lesson loads its data through this).
     """
 
     images: torch.Tensor
@@ -54,8 +52,6 @@ class ImageSet:
 
     def float(self, idx: int | slice | torch.Tensor | None = None) -> torch.Tensor:
         """Return the images (or ``images[idx]``; an int index gives one (C, H, W) image) as float32 in [-1, 1].
-
-        Lesson: 00_setup_and_tour.
         """
         x = self.images if idx is None else self.images[idx]
         return x.float() / 127.5 - 1.0
@@ -304,7 +300,7 @@ def load_images(
     download, MNIST uses the offline protocol: the official test split's first 8,000 images train,
     the last 2,000 are held out. For "photos", ``labels`` index ``PHOTOS_TRAIN + PHOTOS_TEST`` (which
     photo a crop comes from); folders and CelebA have no labels. ``classes``: keep only images with these
-    labels (e.g. ``classes=[8]``: MNIST eights), before ``limit``. Lesson: 00_setup_and_tour.
+    labels (e.g. ``classes=[8]``: MNIST eights), before ``limit``.
     """
     if not isinstance(name, str) or not (name in DEFAULT_SIZE or (name.startswith("folder:") and len(name) > 7)):
         raise ValueError(f"Unknown dataset name {name!r}; known names: {', '.join(KNOWN_NAMES)}.")
@@ -359,7 +355,6 @@ def make_loader(
 
     ``flip`` applies a random horizontal flip per image (the paper's augmentation for colour data).
     ``generator`` drives both the shuffle and the flips, so a seeded generator gives reproducible epochs.
-    Lesson: 02_training_a_restorer.
     """
     if not isinstance(imageset, ImageSet):
         raise ValueError(f"make_loader expects an ImageSet from load_images, got {type(imageset).__name__}.")

@@ -1,7 +1,5 @@
 """Cold diffusion around any degradation: the training loss and the three samplers, written once.
 
-Lessons: 02_training_a_restorer (loss) and 03_sampling_naive_vs_improved (samplers).
-
 Training: draw ``t`` uniformly in 1..T, degrade ``x_t = D(x0, t)``, and regress ``R(x_t, t)`` on ``x0``
 (L1 by default, as the paper). Sampling from a degraded ``x_s`` (``s = T`` for generation, any ``s`` to
 restore an image that is only partly degraded), with ``x̂0 = R(x_s, s)`` at every step:
@@ -49,7 +47,7 @@ class Trajectory:
 class ColdDiffusion(nn.Module):
     """A restorer ``model(x_t, t) → x̂0`` paired with a degradation ``D``.
 
-    Lesson: 02_training_a_restorer. Calling the module on clean images returns the training loss.
+    Calling the module on clean images returns the training loss.
     """
 
     def __init__(self, model: nn.Module, degradation: Degradation, loss: str = "l1") -> None:
@@ -72,8 +70,6 @@ class ColdDiffusion(nn.Module):
     def loss(self, x0: torch.Tensor, t: torch.Tensor | None = None, z: Any = None,
              generator: torch.Generator | None = None) -> torch.Tensor:
         """``|R(D(x0, t), t) - x0|`` averaged, with ``t ~ U{1..T}`` per image unless given.
-
-        Lesson: 02_training_a_restorer.
         """
         x0 = check_images(x0, channels=self.degradation.channels)
         if t is None:
@@ -93,7 +89,7 @@ class ColdDiffusion(nn.Module):
 
     @torch.no_grad()
     def predict_x0(self, xt: torch.Tensor, t: int | torch.Tensor) -> torch.Tensor:
-        """The restorer's estimate of the clean image from ``x_t``. Lesson: 02_training_a_restorer."""
+        """The restorer's estimate of the clean image from ``x_t``."""
         steps = check_steps(t, xt.shape[0], self.T, xt.device)
         return self.model(xt, steps)
 
@@ -103,7 +99,7 @@ class ColdDiffusion(nn.Module):
                return_trajectory: bool = False) -> torch.Tensor | Trajectory:
         """Run a sampler from ``x_t`` (degraded ``t`` steps; default ``T``) down to step 0.
 
-        Lesson: 03_sampling_naive_vs_improved. ``method`` is "direct", "naive" (Algorithm 1) or
+        ``method`` is "direct", "naive" (Algorithm 1) or
         "improved" (Algorithm 2). ``t`` may be one step per image (a long tensor of shape (B,)), e.g. from
         :meth:`estimate_t` for images that were degraded elsewhere; an image then waits, unchanged, until
         the loop reaches its own step. Degradations with a random ingredient (a hole position, a snow
@@ -155,7 +151,7 @@ class ColdDiffusion(nn.Module):
         For an image degraded elsewhere (a blurry photo, not made by our forward process) we do not know
         its step. For each candidate ``s`` (default: every step 1..T), predict ``x̂0 = R(x, s)`` and measure
         ``|D(x̂0, s) - x|``; the consistent ``s`` explains the image best. Costs one network pass per
-        candidate. Returns a long tensor (B,). Lesson: 03_sampling_naive_vs_improved.
+        candidate. Returns a long tensor (B,).
         """
         D = self.degradation
         x = check_images(x, channels=D.channels, name="x")
@@ -175,7 +171,7 @@ class ColdDiffusion(nn.Module):
 def compare_samplers(diffusion: ColdDiffusion, x_T: torch.Tensor, z: Any = None) -> dict[str, Any]:
     """Direct (an image batch) and the trajectories of Algorithms 1 and 2, all from the same ``x_T`` and ``z``.
 
-    Lesson: 04_inpainting_and_super_resolution (and 05). Keys: "Direct", "Algorithm 1", "Algorithm 2".
+    Keys: "Direct", "Algorithm 1", "Algorithm 2".
     """
     runs: dict[str, Any] = {"Direct": diffusion.sample(x_T, method="direct", z=z)}
     for method in ("naive", "improved"):

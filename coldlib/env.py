@@ -1,6 +1,6 @@
 """Runtime environment: Colab detection, fast/offline switches, device, seeding and the data directory.
 
-Every lesson starts with the same setup cell, which calls these helpers (Lesson: 00_setup_and_tour).
+Every lesson starts with the same setup cell, which calls these helpers.
 
 Environment variables read here (all optional):
 
@@ -27,8 +27,6 @@ _FALSE = ("0", "false", "no", "")
 
 def in_colab() -> bool:
     """Return True when running inside Google Colab.
-
-    Lesson: 00_setup_and_tour (the setup cell installs coldlib only in Colab).
     """
     return "google.colab" in sys.modules
 
@@ -51,7 +49,7 @@ def fast_mode() -> bool:
     """Return True when ``COLDLIB_FAST`` asks for shrunken training (CI and quick previews).
 
     Accepted values: ``1``, ``true``, ``yes`` (on); ``0``, ``false``, ``no`` or unset/empty (off).
-    Anything else raises ValueError. Lesson: 00_setup_and_tour (every training cell reads it).
+    Anything else raises ValueError.
     """
     return _env_flag("COLDLIB_FAST")
 
@@ -59,7 +57,7 @@ def fast_mode() -> bool:
 def offline() -> bool:
     """Return True when ``COLDLIB_OFFLINE`` forbids downloads; data code then never touches the network.
 
-    Same values as :func:`fast_mode`. Lesson: 00_setup_and_tour.
+    Same values as :func:`fast_mode`.
     """
     return _env_flag("COLDLIB_OFFLINE")
 
@@ -77,7 +75,7 @@ def _available(device: torch.device) -> bool:
 
 
 def lesson_device(fast: bool) -> torch.device:
-    """:func:`pick_device`, and in fast mode on a CPU one torch thread. Lesson: 02_training_a_restorer.
+    """:func:`pick_device`, and in fast mode on a CPU one torch thread.
 
     CI runs the lessons' small batches on a busy, shared 2-core CPU, where one intra-op thread is several
     times faster than OpenMP threads spinning against each other; a learner's full runs keep every thread.
@@ -92,7 +90,7 @@ def pick_device(prefer: str | None = None) -> torch.device:
     """Choose the compute device: ``prefer``, else ``COLDLIB_DEVICE``, else cuda, then mps, then cpu.
 
     A forced device (argument or environment variable) that is not available raises ValueError
-    instead of silently falling back. Lesson: 00_setup_and_tour.
+    instead of silently falling back.
     """
     source = "prefer"
     if prefer is None:
@@ -125,7 +123,7 @@ def seed_everything(seed: int) -> torch.Generator:
     """Seed Python's ``random``, NumPy and torch (CPU and all CUDA devices) and return a seeded CPU Generator.
 
     Pass the returned generator to samplers and loaders for reproducible draws.
-    ``seed`` must be an int in [0, 2**32 - 1] (NumPy's range). Lesson: 00_setup_and_tour.
+    ``seed`` must be an int in [0, 2**32 - 1] (NumPy's range).
     """
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise ValueError(f"seed must be an int, got {type(seed).__name__} {seed!r}.")
@@ -146,7 +144,6 @@ def data_dir() -> Path:
     Order: ``COLDLIB_DATA_DIR`` (must be an existing folder), then the repository's ``data/`` folder
     (a clone or editable install), then ``~/.cache/coldlib/data`` (created if needed).
     Nothing is written into the returned folder except by an explicit download.
-    Lesson: 00_setup_and_tour.
     """
     env = os.environ.get("COLDLIB_DATA_DIR", "").strip()
     if env:
@@ -169,8 +166,6 @@ def data_dir() -> Path:
 
 def describe_environment() -> dict[str, str]:
     """Summarise the runtime (versions, device, switches, data folder) as strings for the setup cell.
-
-    Lesson: 00_setup_and_tour (the environment check printed at the top of every notebook).
     """
     import torchvision
 

@@ -1,7 +1,5 @@
 """Fréchet distances between image sets: Inception FID (the paper's) and the offline FD_MNIST-CNN.
 
-Lesson: 03_sampling_naive_vs_improved.
-
 Both fit a Gaussian (mean ``mu``, covariance ``Sigma``) to the features of each image set and report the Fréchet
 (2-Wasserstein) distance between the two Gaussians,
 ``||mu1 - mu2||² + tr(Sigma1) + tr(Sigma2) - 2 tr((Sigma1 Sigma2)^½)``. They differ in the feature network:
@@ -49,8 +47,6 @@ _WEIGHTS_ENV = "COLDLIB_INCEPTION_WEIGHTS"
 
 def fd_column_name(kind: str) -> str:
     """The table column for a distance kind: ``"mnist-cnn"`` → ``"FD_MNIST-CNN"``, ``"inception"`` → ``"FID"``.
-
-    Lesson: 03_sampling_naive_vs_improved.
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {tuple(KINDS)}; got {kind!r}. 'inception' is the paper's FID, "
@@ -79,7 +75,7 @@ def _sqrt_psd(sigma: np.ndarray) -> np.ndarray:
 def frechet_distance(mu1: object, sigma1: object, mu2: object, sigma2: object) -> float:
     """Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2), in float64.
 
-    Lesson: 03_sampling_naive_vs_improved. ``tr((Σ1 Σ2)^½)`` equals the sum of the singular values of
+    ``tr((Σ1 Σ2)^½)`` equals the sum of the singular values of
     ``Σ2^½ Σ1^½`` (symmetric square roots by eigen-decomposition), so no non-symmetric matrix square root is
     needed (no SciPy, no complex parts) and singular covariances (dead features, fewer images than dimensions)
     stay accurate. Accepts NumPy arrays or tensors.
@@ -110,7 +106,7 @@ def frechet_distance(mu1: object, sigma1: object, mu2: object, sigma2: object) -
 class FeatureStats:
     """Running mean and covariance of feature vectors, in float64 (batch-wise Chan/Welford updates).
 
-    Lesson: 03_sampling_naive_vs_improved. ``stats.update(features)`` with ``(N, D)`` batches; ``stats.mean``,
+    ``stats.update(features)`` with ``(N, D)`` batches; ``stats.mean``,
     ``stats.cov`` (unbiased, divides by n - 1) and ``stats.frechet_distance(other)``. Feeding a set in batches
     gives the same result as feeding it at once.
     """
@@ -195,7 +191,7 @@ def mnist_cnn_features(images: object, *, batch_size: int = 500, device: str | t
                        classifier: torch.nn.Module | None = None) -> torch.Tensor:
     """The shipped MNIST classifier's 64-d features of ``images`` (N, 1, 32, 32) in [-1, 1], as float64 on CPU.
 
-    Lesson: 03_sampling_naive_vs_improved. ``classifier`` replaces the shipped network (an
+    ``classifier`` replaces the shipped network (an
     :class:`coldlib.classifier.MnistCNN`), e.g. one you trained yourself.
     """
     from .classifier import load_shipped_classifier
@@ -213,7 +209,7 @@ def mnist_fd(real: object, fake: object, *, batch_size: int = 500, device: str |
              classifier: torch.nn.Module | None = None) -> float:
     """**FD_MNIST-CNN**: the Fréchet distance between two MNIST image sets on the shipped classifier's features.
 
-    Lesson: 03_sampling_naive_vs_improved. Images are ``(N, 1, 32, 32)`` float in [-1, 1] (or ImageSets). This is
+    Images are ``(N, 1, 32, 32)`` float in [-1, 1] (or ImageSets). This is
     *not* Inception FID: label it ``fd_column_name("mnist-cnn")`` and never compare it with the paper's FIDs.
     """
     kw = dict(batch_size=batch_size, device=device, classifier=classifier)
@@ -315,7 +311,7 @@ def inception_fid(real: object, fake: object, weights_path: str | os.PathLike | 
                   batch_size: int = 50, device: str | torch.device | None = None) -> float:
     """The paper's FID between two image sets (float, [-1, 1], 1 or 3 channels; grey-scale repeated to 3).
 
-    Lesson: 03_sampling_naive_vs_improved. Uses torchmetrics' ``FrechetInceptionDistance(feature=2048)`` (needs
+    Uses torchmetrics' ``FrechetInceptionDistance(feature=2048)`` (needs
     ``torch-fidelity``). Weights: ``weights_path``, else ``$COLDLIB_INCEPTION_WEIGHTS``, else torch's hub cache,
     else a download (never under ``COLDLIB_OFFLINE=1``). Raises :class:`InceptionUnavailable` (a RuntimeError)
     saying how to get them when none of that is possible; FD_MNIST-CNN (:func:`mnist_fd`) is the offline
@@ -334,7 +330,7 @@ def feature_extractor(kind: str, *, weights_path: str | os.PathLike | None = Non
                       device: str | torch.device = "cpu") -> Callable[[torch.Tensor], torch.Tensor]:
     """A function images ([-1, 1]) → float64 CPU features for ``kind`` ("mnist-cnn" or "inception").
 
-    Lesson: 03_sampling_naive_vs_improved. The Inception one uses the same network as :func:`inception_fid`.
+    The Inception one uses the same network as :func:`inception_fid`.
     """
     fd_column_name(kind)
     dev = torch.device(device)
@@ -361,7 +357,7 @@ def frechet_column(images_by_row: Mapping[str, torch.Tensor], reference: torch.T
                    **kw) -> dict[str, float]:
     """``{row: distance(reference, images)}`` for each row's images, with one feature pass over ``reference``.
 
-    Lesson: 03_sampling_naive_vs_improved. ``kw`` goes to :func:`feature_extractor` (weights_path, device, ...).
+    ``kw`` goes to :func:`feature_extractor` (weights_path, device, ...).
     """
     extract = feature_extractor(kind, **kw)
     ref = FeatureStats.from_features(extract(reference))
@@ -372,7 +368,7 @@ def add_frechet_column(results_images: Mapping[str, torch.Tensor], reference: to
                        *, results: dict[str, dict[str, float]] | None = None, **kw) -> dict[str, float]:
     """Fréchet distances of each row's images to ``reference``; also written into ``results`` rows if given.
 
-    Lesson: 03_sampling_naive_vs_improved. ``results_images`` maps table rows ("Degraded", "Direct", ...) to the
+    ``results_images`` maps table rows ("Degraded", "Direct", ...) to the
     images that row measured, ``reference`` are the clean originals. ``results`` (from
     :func:`coldlib.metrics.evaluate_restoration`) gains the column ``fd_column_name(kind)`` in place; a table that
     already holds the other distance is refused (never mix FID and FD_MNIST-CNN). Returns ``{row: value}``.
@@ -396,7 +392,7 @@ def evaluate_frechet(diffusion, x0: torch.Tensor, *, kind: str = "mnist-cnn", ba
                      **kw) -> dict[str, float]:
     """The Fréchet column for :func:`coldlib.metrics.evaluate_restoration`'s rows, without keeping the images.
 
-    Lesson: 03_sampling_naive_vs_improved. Rebuilds the same rows the same way ("Degraded" = ``x_T = D(x0, T, z)``,
+    Rebuilds the same rows the same way ("Degraded" = ``x_T = D(x0, T, z)``,
     then each sampler from that ``x_T`` with the same ``z``, drawn per batch from ``generator``), so with a
     generator seeded like the one given to ``evaluate_restoration`` (and the same ``batch_size`` and ``methods``)
     it measures exactly the images that table measured. Features are accumulated batch by batch.
@@ -449,7 +445,7 @@ def format_frechet_table(results: dict[str, dict[str, float]],
                          paper: dict[str, dict[str, float]] | None = None) -> str:
     """:func:`coldlib.metrics.format_table`, never mixing distances: with FD_MNIST-CNN the paper's FID is left out.
 
-    Lesson: 03_sampling_naive_vs_improved. A note under the table says which distance it holds.
+    A note under the table says which distance it holds.
     """
     from .metrics import format_table
 

@@ -1,7 +1,5 @@
 """Where generation starts: a prior over fully degraded images, and starting batches for each cold generator.
 
-Lesson: 06_generation.
-
 Blur that ends in the per-channel mean maps every image to a constant-colour image, so sampling must start
 from a *distribution* of colours: the authors fit a Gaussian mixture to the channel means of the training
 images (one component in their README) and start Algorithm 2 from constant images with those colours, plus
@@ -26,8 +24,6 @@ __all__ = ["ChannelMeanPrior", "fit_channel_mean_prior", "channel_means", "gener
 
 def channel_means(images: torch.Tensor) -> torch.Tensor:
     """(N, C) per-channel spatial means of images in [-1, 1]: where blur-to-the-mean sends each image.
-
-    Lesson: 06_generation.
     """
     x = check_images(images, name="images")
     return x.double().mean(dim=(2, 3))
@@ -36,8 +32,6 @@ def channel_means(images: torch.Tensor) -> torch.Tensor:
 @dataclass
 class ChannelMeanPrior:
     """A Gaussian mixture over per-channel means: ``weights`` (K,), ``means`` (K, C), ``covariances`` (K, C, C).
-
-    Lesson: 06_generation.
     """
 
     weights: torch.Tensor
@@ -61,7 +55,7 @@ class ChannelMeanPrior:
                generator: torch.Generator | None = None) -> torch.Tensor:
         """(n, C, H, W) float32 starting images: constant colours from the prior, plus N(0, noise_std²) per pixel.
 
-        Lesson: 06_generation. ``noise_std`` = 0 is the paper's "perfect symmetry", 0.002 its "broken
+        ``noise_std`` = 0 is the paper's "perfect symmetry", 0.002 its "broken
         symmetry" (the authors add it once, to the start, and never subtract it).
         """
         h, w = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
@@ -79,7 +73,7 @@ class ChannelMeanPrior:
 def fit_channel_mean_prior(images: torch.Tensor, n_components: int = 1, seed: int = 0) -> ChannelMeanPrior:
     """Fit a full-covariance Gaussian mixture to the images' channel means (scikit-learn ``GaussianMixture``).
 
-    Lesson: 06_generation. ``images`` in [-1, 1], (N, C, H, W); the paper uses one component.
+    ``images`` in [-1, 1], (N, C, H, W); the paper uses one component.
     """
     from sklearn.mixture import GaussianMixture  # imported here: only generation needs scikit-learn
 
@@ -98,8 +92,7 @@ def generation_start(D: Degradation, n: int, image_size: int, *, channels: int =
                      generator: torch.Generator | None = None) -> tuple[torch.Tensor, Any]:
     """``(x_T, z)`` to generate ``n`` images with a generation degradation, on the CPU (move them yourself).
 
-    Lesson: 06_generation derives each start; 08_reproducing_the_paper uses this to sample every shipped
-    generator the same way. Blur to the mean: flat images from ``prior`` (required). Noise: ``z ~ N(0, I)``,
+    Every shipped generator is sampled from these starts. Blur to the mean: flat images from ``prior`` (required). Noise: ``z ~ N(0, I)``,
     ``x_T = D(0, T, z)``. Reveal from a colour (:class:`InpaintGeneration`): ``z`` = random colours,
     ``x_T`` = the colour. Animorphosis (:class:`ImageMixing` with a ``pool``): ``z`` = images from the pool,
     ``x_T = D(0, T, z)`` (the unknown ``x0`` term has weight ``sqrt(ᾱ_T)``, tiny). ``noise_std`` adds the

@@ -1,7 +1,5 @@
 """Restoration metrics and the paper's evaluation table (Degraded / Direct / Algorithm 1 / Algorithm 2).
 
-Lesson: 03_sampling_naive_vs_improved.
-
 Images live in [-1, 1]; the metrics are defined on the displayable range [0, 1], so :func:`to_unit` maps and
 clamps before measuring (a restorer's output may overshoot; what is shown on screen is the clamped image):
 
@@ -68,7 +66,7 @@ PAPER_TABLES: dict[tuple[str, str], dict[str, dict[str, float]]] = {
 def to_unit(x: torch.Tensor) -> torch.Tensor:
     """Map images from [-1, 1] to [0, 1] as float32, clamping (metrics are defined on the displayable range).
 
-    Lesson: 03_sampling_naive_vs_improved. The clamp is for measuring only; samplers never clamp.
+    The clamp is for measuring only; samplers never clamp.
     """
     return ((x.float() + 1) / 2).clamp(0, 1)
 
@@ -97,22 +95,20 @@ def _ssim_per_image(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def rmse(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Root mean squared error over all pixels, measured in [0, 1]. Lesson: 03_sampling_naive_vs_improved."""
+    """Root mean squared error over all pixels, measured in [0, 1]."""
     a, b = _pair(a, b)
     return math.sqrt(float(_squared_error_sum(a, b)) / a.numel())
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     """Peak signal-to-noise ratio in dB (data range 1), averaged over images; ``inf`` when identical.
-
-    Lesson: 03_sampling_naive_vs_improved.
     """
     a, b = _pair(a, b)
     return float(_psnr_per_image(a, b).double().mean())
 
 
 def ssim(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Structural similarity (1 = identical), averaged over images. Lesson: 03_sampling_naive_vs_improved."""
+    """Structural similarity (1 = identical), averaged over images."""
     a, b = _pair(a, b)
     return float(_ssim_per_image(a, b).double().mean())
 
@@ -154,7 +150,7 @@ def evaluate_restoration(diffusion: ColdDiffusion, x0: torch.Tensor, *, batch_si
                          methods: Sequence[str] = METHODS) -> dict[str, dict[str, float]]:
     """The paper's restoration table on held-out images ``x0`` (in [-1, 1]): SSIM, RMSE and PSNR per column.
 
-    Lesson: 03_sampling_naive_vs_improved. Columns: "Degraded" = ``x_T = D(x0, T, z)``, "Direct" =
+    Columns: "Degraded" = ``x_T = D(x0, T, z)``, "Direct" =
     ``R(x_T, T)``, "Algorithm 1" and "Algorithm 2" = the final ``x_0`` of the naive and improved samplers,
     all started from the same ``x_T``. ``z`` (the hole position, snow field, noise, ...) is drawn once per
     batch with ``generator`` and shared by every column, so a seeded generator makes the table reproducible.
@@ -200,7 +196,7 @@ def _fmt(metric: str, value: float | None) -> str:
 def format_table(results: dict[str, dict[str, float]], paper: dict[str, dict[str, float]] | None = None) -> str:
     """A markdown table of :func:`evaluate_restoration` results, with the paper's numbers beside ours if given.
 
-    Lesson: 03_sampling_naive_vs_improved. ``paper`` has the same shape (e.g. ``PAPER_TABLES["blur", "mnist"]``);
+    ``paper`` has the same shape (e.g. ``PAPER_TABLES["blur", "mnist"]``);
     its "Sampled" row is read as "Algorithm 2", and metrics we do not compute (FID) get a paper-only column.
     """
     paper = {("Algorithm 2" if k == "Sampled" else k): v for k, v in (paper or {}).items()}

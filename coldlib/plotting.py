@@ -1,6 +1,6 @@
 """Static figures of images and degradations, for readers with or without a live kernel.
 
-Lesson: 01_degradations (every slider is followed by one of these grids); later lessons reuse them.
+Every slider in the lessons is followed by one of these grids, so the lesson reads without a kernel.
 
 Images are float batches (B, C, H, W) in [-1, 1], one or three channels. Every function returns a
 matplotlib ``Figure``. The figure is closed in pyplot right away, so a notebook shows it exactly once: when
@@ -56,7 +56,7 @@ def show_images(x: torch.Tensor, nrow: int = 8, title: str | None = None, ax: Ax
                 scale: float = 0.9) -> Figure:
     """Show a batch of images (B, C, H, W) in [-1, 1] as one grid with ``nrow`` images per row.
 
-    Lesson: 00_setup_and_tour. ``ax`` draws into an existing axes (then its figure is returned and left to
+    ``ax`` draws into an existing axes (then its figure is returned and left to
     you); ``scale`` is inches per image otherwise.
     """
     grid = image_grid(x, nrow)
@@ -75,7 +75,7 @@ def show_images(x: torch.Tensor, nrow: int = 8, title: str | None = None, ax: Ax
 def showcase(x: torch.Tensor, labels: torch.Tensor | None = None, k: int = 4) -> torch.Tensor:
     """Indices of ``k`` images of ``x`` that show degradations well: textured and colourful ones.
 
-    Lesson: 00_setup_and_tour. With ``labels`` the picks cycle through the classes (for the offline photos:
+    With ``labels`` the picks cycle through the classes (for the offline photos:
     one crop per source photo), taking the best-scoring unused image of each; the order is deterministic.
     """
     x = check_images(x, name="x")
@@ -109,7 +109,7 @@ def degrade_over_steps(D: Degradation, x: torch.Tensor, steps: Sequence[int] | t
                        generator: torch.Generator | None = None) -> torch.Tensor:
     """``D(x, t, z)`` for every ``t`` in ``steps``, as a (S, B, C, H, W) tensor, with ONE ``z`` for all steps.
 
-    Lesson: 01_degradations. The batch is repeated S times and degraded in a single call of ``D`` with a
+    The batch is repeated S times and degraded in a single call of ``D`` with a
     different ``t`` per copy (closed forms make that cheap); only huge requests are split into chunks.
     ``z`` defaults to ``D.draw_z(x, generator)``, drawn once, so every step shows the same hole, snow field
     or noise image.
@@ -164,8 +164,7 @@ def labelled_rows(rows: Sequence[tuple[str, torch.Tensor]], col_labels: Sequence
                   scale: float = 0.8, label_width: float = 1.6) -> Figure:
     """A grid with one row per ``(label, images)`` in ``rows``; ``images`` is (S, C, H, W), one per column.
 
-    Lessons 02, 03, 04 and 07: the static companions of the sampling-step sliders (states and predictions
-    of each sampler, one row each).
+    The static companion of a sampling-step slider (states and predictions of each sampler, one row each).
     """
     fig = plt.figure(figsize=(scale * len(col_labels) + label_width, scale * len(rows) + 0.5))
     plt.close(fig)  # shown once, as the cell's value
@@ -188,7 +187,7 @@ def degradation_grid(D: Degradation, x: torch.Tensor, steps: Sequence[int], z: A
                      row_labels: Sequence[str] | None = None, scale: float = 0.9) -> Figure:
     """A labelled grid: one row per image of ``x``, one column per ``t`` in ``steps``.
 
-    Lesson: 01_degradations (the static companion of every slider). ``z`` as in
+    ``z`` as in
     :func:`degrade_over_steps`; ``title`` defaults to ``repr(D)``; ``scale`` is inches per image.
     """
     frames = degrade_over_steps(D, x, steps, z, generator)  # (S, B, C, H, W)
@@ -208,7 +207,6 @@ def compare_degradations(degradations: Mapping[str, Degradation], x: torch.Tenso
                          scale: float = 0.9) -> Figure:
     """One image under several degradations: one row per degradation, columns at t = round(f·T).
 
-    Lesson: 00_setup_and_tour (the paper's thesis in a figure: hot noise next to cold degradations).
     ``x`` is a single image (C, H, W) or (1, C, H, W); ``fractions`` are fractions of each one's own T.
     """
     x = x[None] if x.ndim == 3 else x
@@ -228,7 +226,7 @@ def compare_degradations(degradations: Mapping[str, Degradation], x: torch.Tenso
 def plot_schedule(D: Degradation, keys: Sequence[str] | None = None) -> Figure:
     """Plot each entry of ``D.schedule`` (or only ``keys``) against ``t = 0..T``, one panel per entry.
 
-    Lesson: 01_degradations. Non-finite entries (snow's threshold at t = 0 is +inf: no snow) are left out.
+    Non-finite entries (snow's threshold at t = 0 is +inf: no snow) are left out.
     """
     names = list(D.schedule) if keys is None else list(keys)
     if not names:

@@ -1,7 +1,5 @@
 """Train-or-load: use the course's shipped model when it is there, else train one with the same recipe.
 
-Lesson: 02_training_a_restorer (and every later lesson that needs a trained restorer).
-
 Full-quality restorers take hours on a CPU, so the course ships a few trained ones in ``data/checkpoints``
 (registered, with their SHA-256, in ``registry.json``; see :mod:`coldlib.checkpoints`). :func:`train_or_load`
 loads the shipped model ``name`` if it is registered and verified. If it is not registered (a fork without
@@ -40,8 +38,6 @@ PRESET_DATASET = {"photos": "cifar10", "fashion_mnist": "mnist"}
 
 def unet_preset_name(model_config: dict[str, Any]) -> str | None:
     """The name of the UNet preset ("tiny", "small", ...) a checkpoint's ``config["model"]`` matches, if any.
-
-    Lesson: 02_training_a_restorer.
     """
     channels = model_config.get("channels")
     if channels not in (1, 3):
@@ -55,7 +51,7 @@ def unet_preset_name(model_config: dict[str, Any]) -> str | None:
 def describe_metrics(metrics: dict[str, dict[str, float]] | None) -> str:
     """One line from an :func:`coldlib.metrics.evaluate_restoration` result, e.g. ``"Direct SSIM 0.75 ..."``.
 
-    Lesson: 02_training_a_restorer. ``"no metrics stored"`` when there are none.
+    ``"no metrics stored"`` when there are none.
     """
     if not metrics:
         return "no metrics stored"
@@ -88,8 +84,6 @@ def train_or_load(name: str, *, task: str, dataset: str, steps: int, model: str 
                   classes: list[int] | None = None, degradation: Degradation | None = None,
                   **train_options: Any) -> LoadedModel:
     """Load the shipped checkpoint ``name``, or train a fresh restorer with the same recipe if it is absent.
-
-    Lesson: 02_training_a_restorer (the "train or load" pattern that every later lesson uses).
 
     *Loading.* If ``name`` is in the registry (``registry.json`` in :func:`coldlib.checkpoints.checkpoint_dir`),
     the weights are verified against their SHA-256 and loaded with :func:`coldlib.checkpoints.load_shipped`;

@@ -1,7 +1,5 @@
 """Training commands in one place: how each shipped checkpoint was made, and the paper-scale settings.
 
-Lesson: 08_reproducing_the_paper.
-
 ``SHIPPED_RECIPES`` are the exact ``python -m coldlib.train`` arguments that produced the checkpoints in
 ``data/checkpoints`` (``tests/test_recipes.py`` checks them against each checkpoint's recorded settings).
 ``PAPER_RECIPES`` are the paper's settings (``shared/reference/paper.md`` section (b)): 700,000 steps of batch
@@ -72,7 +70,7 @@ PAPER_RECIPES: dict[tuple[str, str], list[str]] = {
 def command(args: list[str], out: str, gpus: int = 1) -> str:
     """The shell command for ``args`` writing to run folder ``out`` (``torchrun`` when ``gpus`` > 1).
 
-    Lesson: 08_reproducing_the_paper. Re-running the same command resumes the run.
+    Re-running the same command resumes the run.
     """
     if isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 1:
         raise ValueError(f"gpus must be a positive int; got {gpus!r}.")
@@ -82,14 +80,14 @@ def command(args: list[str], out: str, gpus: int = 1) -> str:
 
 
 def shipped_command(name: str) -> str:
-    """How the shipped checkpoint ``name`` was trained. Lesson: 08_reproducing_the_paper."""
+    """How the shipped checkpoint ``name`` was trained."""
     if name not in SHIPPED_RECIPES:
         raise ValueError(f"no recipe for {name!r}; shipped recipes: {', '.join(SHIPPED_RECIPES)}.")
     return command(SHIPPED_RECIPES[name], f"runs/{name}")
 
 
 def paper_command(task: str, dataset: str, gpus: int = 1) -> str:
-    """The paper-scale training command for ``task`` on ``dataset``. Lesson: 08_reproducing_the_paper.
+    """The paper-scale training command for ``task`` on ``dataset``.
 
     With ``gpus`` > 1 the per-process batch is divided so the global batch stays the paper's.
     """

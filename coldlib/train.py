@@ -1,7 +1,5 @@
 """Command line training: ``python -m coldlib.train --task blur --dataset mnist --steps 20000 --out runs/x``.
 
-Lesson: 02_training_a_restorer (its "train at full quality" section shows the commands).
-
 Re-running the same command after a crash or a kill resumes from ``<out>/state.safetensors``. At the end
 the EMA weights are evaluated on the held-out split (the paper's columns) and exported with ``--export``.
 

@@ -1,7 +1,5 @@
 """Training a restorer: Adam, EMA, gradient accumulation, mixed precision, checkpoints that resume exactly.
 
-Lesson: 02_training_a_restorer.
-
 All randomness of a run (batch order, flips, steps t, the degradation's z) comes from one generator owned
 by the trainer, and its state is saved in every checkpoint with the step, the weights, the EMA weights and
 Adam's moments. A run killed mid-way therefore continues from its last checkpoint as if it had never
@@ -98,7 +96,7 @@ def _slice_z(z, lo: int, hi: int):
 class Trainer:
     """Trains ``diffusion.model`` on ``images`` (uint8 or [-1, 1] float, (N, C, H, W)).
 
-    Lesson: 02_training_a_restorer. ``out_dir`` holds ``state.safetensors`` (resumable);
+    ``out_dir`` holds ``state.safetensors`` (resumable);
     :meth:`export` writes the EMA weights as a shippable checkpoint.
 
     Built while a ``torch.distributed`` process group is initialised (e.g. under ``torchrun``), it trains

@@ -1,7 +1,5 @@
 """The restorer R(x_t, t): a small UNet with a sinusoidal timestep embedding.
 
-Lesson: 02_training_a_restorer.
-
 A standard DDPM-style UNet (residual blocks with GroupNorm and SiLU, the step added to every block, one
 self-attention block at the lowest resolution). The authors use a 56.6M-parameter ConvNeXt UNet; our
 presets run from "tiny" (CI on a CPU) to "paper" (a size comparable to theirs, for a GPU).
@@ -51,8 +49,6 @@ UNET_PRESETS: dict[str, dict] = {
 
 def unet_preset(name: str, channels: int) -> UNetConfig:
     """The config of a named size: tiny (0.16M params), small (1.06M), base (8.6M), paper (34.4M; 1 channel).
-
-    Lesson: 02_training_a_restorer (the parameter counts are printed there).
     """
     if name not in UNET_PRESETS:
         raise ValueError(f"unknown UNet preset {name!r}; choose one of {sorted(UNET_PRESETS)}.")
@@ -105,8 +101,6 @@ class Attention(nn.Module):
 
 class UNet(nn.Module):
     """R(x_t, t) → x̂0 for images of 1 or 3 channels whose sides are divisible by 2^(levels - 1).
-
-    Lesson: 02_training_a_restorer.
     """
 
     def __init__(self, config: UNetConfig) -> None:

@@ -1,7 +1,6 @@
 """Sliders that respond at once: every frame is computed ONCE, moving the slider only swaps a picture.
 
-Lesson: 01_degradations (a slider over t for each degradation); later lessons reuse :func:`frame_slider`
-to scrub through sampling trajectories.
+A slider over t for each degradation; :func:`frame_slider` also scrubs through sampling trajectories.
 
 Only core ipywidgets are used (IntSlider, Play, Image, HTML, boxes), which work in JupyterLab and Colab.
 Without a live kernel (GitHub, nbviewer, a notebook run headlessly) a slider shows nothing, so every
@@ -31,7 +30,7 @@ def frames_over_t(D: Degradation, x: torch.Tensor, z: Any = None,
                   generator: torch.Generator | None = None) -> torch.Tensor:
     """All states ``D(x, t, z)`` for ``t = 0..T`` as a (T + 1, B, C, H, W) tensor; frame 0 is ``x``.
 
-    Lesson: 01_degradations. One batched call of ``D`` (``x`` repeated over t); ``z`` is drawn once with
+    One batched call of ``D`` (``x`` repeated over t); ``z`` is drawn once with
     ``D.draw_z(x, generator)`` if not given, so all frames share the same hole, snow field or noise.
     """
     return degrade_over_steps(D, x, range(D.T + 1), z, generator)
@@ -108,7 +107,7 @@ def frame_slider(frames: torch.Tensor | Mapping[str, torch.Tensor], titles: Sequ
                  description: str = "t", nrow: int | None = None, value: int = 0) -> FrameSlider:
     """A slider over precomputed frames (S, B, C, H, W); a dict name → frames shows panels side by side.
 
-    Lesson: 01_degradations (over t); later lessons pass sampling trajectories. ``titles`` (one per frame)
+    Frames are the states over t, or a sampling trajectory. ``titles`` (one per frame)
     is the caption; by default ``"<description> = i"``. ``nrow`` images per row (default: the whole batch
     in one row). The slider only swaps pictures, so it responds at once.
     """
@@ -116,7 +115,7 @@ def frame_slider(frames: torch.Tensor | Mapping[str, torch.Tensor], titles: Sequ
 
 
 def schedule_titles(D: Degradation) -> list[str]:
-    """One caption per t: ``"t = 5 / 20 · sigma = 7"`` built from ``D.schedule``. Lesson: 01_degradations."""
+    """One caption per t: ``"t = 5 / 20 · sigma = 7"`` built from ``D.schedule``."""
     out = []
     for t in range(D.T + 1):
         parts = [f"t = {t} / {D.T}"]
@@ -131,7 +130,7 @@ def t_slider(D: Degradation, x: torch.Tensor, z: Any = None, generator: torch.Ge
              nrow: int | None = None, value: int | None = None) -> FrameSlider:
     """Slide ``t`` from 0 to ``D.T`` over the images ``x`` degraded by ``D`` (same ``z`` at every t).
 
-    Lesson: 01_degradations. All T + 1 states come from one batched call (:func:`frames_over_t`); the
+    All T + 1 states come from one batched call (:func:`frames_over_t`); the
     slider starts at ``value`` (default T // 2).
     """
     frames = frames_over_t(D, x, z, generator)
@@ -142,7 +141,7 @@ def t_slider(D: Degradation, x: torch.Tensor, z: Any = None, generator: torch.Ge
 def sampler_frames(runs: Mapping[str, Any], label: str, show: slice = slice(0, 4)) -> tuple[dict[str, torch.Tensor], list[str]]:
     """Slider frames (S, B, C, H, W) and one caption per step from :func:`coldlib.diffusion.compare_samplers`.
 
-    Lesson: 04_inpainting_and_super_resolution (and 05). Panels: Direct (the same at every step), the states
+    Panels: Direct (the same at every step), the states
     of Algorithms 1 and 2, and Algorithm 2's estimates (the final state has no estimate: it is repeated).
     """
     alg1, alg2 = runs["Algorithm 1"], runs["Algorithm 2"]

@@ -1,6 +1,6 @@
 """Degradations ``D(x0, t)``: one interface, every operator of the paper in closed form.
 
-Lesson: 01_degradations. ``preset(kind, dataset)`` returns the paper's setting for a task and dataset
+``preset(kind, dataset)`` returns the paper's setting for a task and dataset
 (``../shared/reference/paper.md`` section (a) lists the sources).
 """
 
@@ -61,7 +61,7 @@ _TYPES: dict[str, type[Degradation]] = {cls.__name__: cls for cls in (
 
 
 def from_config(config: dict) -> Degradation:
-    """Rebuild a built-in degradation from its :meth:`Degradation.config`. Lesson: 02_training_a_restorer."""
+    """Rebuild a built-in degradation from its :meth:`Degradation.config`."""
     if not isinstance(config, dict) or config.get("type") not in _TYPES:
         raise ValueError(f"not a degradation config (need 'type' in {sorted(_TYPES)}): {config!r}")
     kwargs = {k: v for k, v in config.items() if k != "type"}
@@ -71,14 +71,14 @@ def from_config(config: dict) -> Degradation:
 
 
 def list_presets() -> list[tuple[str, str]]:
-    """All (kind, dataset) pairs :func:`preset` knows. Lesson: 01_degradations."""
+    """All (kind, dataset) pairs :func:`preset` knows."""
     return sorted(PRESETS)
 
 
 def preset(kind: str, dataset: str) -> Degradation:
     """The paper's degradation for ``kind`` on ``dataset``, e.g. ``preset("blur", "mnist")``.
 
-    Lesson: 01_degradations. The offline colour photos use the ``cifar10`` presets (same 32 px size).
+    The offline colour photos use the ``cifar10`` presets (same 32 px size).
     """
     key = (kind, dataset)
     if key not in PRESETS:

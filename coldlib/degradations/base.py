@@ -1,6 +1,6 @@
 """The one degradation interface: ``D(x0, t)`` for a batch of images and a step per image.
 
-Lesson: 01_degradations derives every operator; this module holds what they share.
+What every operator shares.
 
 A degradation maps clean images ``x0`` (float, shape (B, C, H, W), values in [-1, 1]) and integer steps
 ``t`` in ``0..T`` (one per image) to degraded images on the same device and dtype, with ``D(x0, 0) == x0``.
@@ -26,7 +26,7 @@ __all__ = ["Degradation", "check_images", "check_steps", "map_z"]
 def check_images(x: Any, *, channels: int | None = None, name: str = "x0") -> torch.Tensor:
     """Check that ``x`` is a finite float batch shaped (B, C, H, W); raise ``ValueError`` otherwise.
 
-    Lesson: 01_degradations. Nothing is clamped or converted silently: the message says how to fix it.
+    Nothing is clamped or converted silently: the message says how to fix it.
     """
     if not isinstance(x, torch.Tensor):
         raise ValueError(f"{name} must be a torch.Tensor of images shaped (B, C, H, W); got {type(x).__name__}.")
@@ -52,7 +52,7 @@ def check_images(x: Any, *, channels: int | None = None, name: str = "x0") -> to
 def check_steps(t: Any, batch: int, T: int, device: torch.device) -> torch.Tensor:
     """Turn ``t`` (an int, or an integer tensor of shape () or (B,)) into a long tensor of shape (B,).
 
-    Lesson: 01_degradations. Steps outside ``0..T`` raise ``ValueError``; they are never clamped.
+    Steps outside ``0..T`` raise ``ValueError``; they are never clamped.
     """
     if isinstance(t, bool) or (isinstance(t, torch.Tensor) and t.dtype == torch.bool):
         raise ValueError("t must be an integer step in 0..T (or a tensor of them), not a bool.")
@@ -77,7 +77,7 @@ def check_steps(t: Any, batch: int, T: int, device: torch.device) -> torch.Tenso
 def map_z(z: Any, fn: Any) -> Any:
     """Apply ``fn`` to every tensor of a random ingredient: ``None``, a tensor, or a NamedTuple of tensors.
 
-    Lesson: 01_degradations. Used to slice, index or move a ``z`` with its batch. Raises ``TypeError``
+    Used to slice, index or move a ``z`` with its batch. Raises ``TypeError``
     for any other kind of ``z``.
     """
     if z is None:
@@ -92,8 +92,6 @@ def map_z(z: Any, fn: Any) -> Any:
 
 class Degradation(abc.ABC):
     """Base class of every degradation. Subclasses set ``T`` and implement :meth:`degrade`.
-
-    Lesson: 01_degradations (built-ins) and the "your own degradation" lesson (a learner's subclass).
 
     Attributes:
         T: the number of steps; ``t = T`` is the most degraded state.
@@ -131,7 +129,7 @@ class Degradation(abc.ABC):
     def estimate_z(self, xt: torch.Tensor, x0_hat: torch.Tensor, t: torch.Tensor) -> Any:
         """The ``z`` that would make ``D(x0_hat, t, z) = xt``, for samplers that re-estimate it at every step.
 
-        Lesson: 06_generation (DDIM-like sampling of the noise degradation). Only degradations whose ``z``
+        Only degradations whose ``z``
         can be solved for implement it (mixing and noise); the rest raise ``NotImplementedError``.
         """
         raise NotImplementedError(f"{type(self).__name__} cannot re-estimate its z from x_t and x̂0; sample with "

@@ -1,7 +1,5 @@
 """A property checker for degradations, above all the ones a learner writes.
 
-Lesson: 01_degradations (exercise) and the "your own degradation" lesson.
-
 The samplers rely on a few promises: ``D(x, 0)`` is ``x``; shape and dtype are kept; the same inputs (and
 the same ``z``) give the same output; values stay finite; severity grows with ``t``; and an image's result
 does not depend on the other images of its batch. ``check_degradation`` tests each one on a batch and says,
@@ -35,7 +33,7 @@ def check_degradation(D: Degradation, x: torch.Tensor | None = None, *, raise_on
                       atol: float = 1e-5) -> list[PropertyResult]:
     """Check the properties the samplers rely on; raise ``ValueError`` listing every failure.
 
-    Lesson: 01_degradations. ``x`` defaults to a seeded batch of 4 random images of D's channel count
+    ``x`` defaults to a seeded batch of 4 random images of D's channel count
     at 32×32 in [-1, 1]; pass real images to check on data.
     """
     if x is None:

@@ -1,6 +1,6 @@
 """Decolorization: fade the colours to grey, linearly in t.
 
-Lesson: 01_degradations. The authors apply ``t`` 1×1 convolutions ``W_i = e_i·I + (1-e_i)·gray``; with their
+The authors apply ``t`` 1×1 convolutions ``W_i = e_i·I + (1-e_i)·gray``; with their
 ``Linear`` routine (total removal) the product is exactly ``(1 - t/T)·x + (t/T)·gray(x)``, which is what we
 compute. ``gray`` is the mean of the RGB channels, broadcast back to three channels.
 """
@@ -17,7 +17,7 @@ __all__ = ["Decolorize"]
 
 
 class Decolorize(Degradation):
-    """``D(x, t) = (1 - t/T)·x + (t/T)·gray(x)`` for RGB images. Lesson: 01_degradations."""
+    """``D(x, t) = (1 - t/T)·x + (t/T)·gray(x)`` for RGB images."""
 
     channels = 3
 

@@ -1,7 +1,5 @@
 """Inpainting: a Gaussian-shaped hole that fades the image to 0 (mid-grey), growing with every step.
 
-Lesson: 01_degradations (inpainting lessons train on it).
-
 Step ``i`` multiplies the image by ``M_i = 1 - G_i / max G_i`` where ``G_i`` is a Gaussian of width
 ``kernel_std · (i + initial_mask)``. After ``t`` steps the image is multiplied by the product of the first
 ``t`` masks; we precompute those cumulative products once, so any ``t`` is one multiply. In the random mode
@@ -30,7 +28,7 @@ def fade_mask(rows: int, cols: int, sigma: float) -> torch.Tensor:
 class GaussianMask(Degradation):
     """Multiplicative Gaussian hole; ``random_position`` places it anywhere, else it is centred.
 
-    Lesson: 01_degradations. ``z`` (random mode) is a long tensor (B, 2) of window offsets in 0..H, 0..W.
+    ``z`` (random mode) is a long tensor (B, 2) of window offsets in 0..H, 0..W.
     """
 
     def __init__(self, T: int, kernel_std: float, initial_mask: float = 11.0, random_position: bool = True) -> None:
@@ -106,7 +104,7 @@ class GaussianMask(Degradation):
 class InpaintGeneration(Degradation):
     """Inpainting-based generation: the image is covered by a constant colour from the outside in.
 
-    Lesson: 06_generation. ``D(x0, t, c) = a_t ⊙ x0 + (1 - a_t) ⊙ c`` with ``c`` a constant colour per image,
+    ``D(x0, t, c) = a_t ⊙ x0 + (1 - a_t) ⊙ c`` with ``c`` a constant colour per image,
     drawn uniformly in ``[-0.5, 0.5]`` per channel (the authors' ``--reverse`` generation). The centred holes
     of :class:`GaussianMask` grow with the number of masks multiplied, ``P_k = M_0 ⋯ M_{k-1}``; reversing
     them, the *visible* part shrinks towards the centre as t grows: ``a_t = (1 - P_{T-t}) / (1 - P_T)``.

@@ -1,7 +1,5 @@
 """Mixing with another image: animorphosis (a second image) and Gaussian noise (the hot baseline).
 
-Lesson: 01_degradations (generation lessons use both).
-
 ``D(x, t, z) = sqrt(ᾱ_t)·x + sqrt(1 - ᾱ_t)·z`` with the cosine schedule of Nichol & Dhariwal (s = 0.008,
 betas clipped at 0.999), as in the authors' demixing and denoising code. ``ᾱ_0 = 1`` so ``t = 0`` is the
 identity, and ``ᾱ_t`` for ``t = 1..T`` is their ``alphas_cumprod[t - 1]``. For noise, ``z ~ N(0, I)``; for
@@ -22,8 +20,6 @@ __all__ = ["ImageMixing", "GaussianNoise", "cosine_alpha_bar"]
 
 def cosine_alpha_bar(T: int, s: float = 0.008) -> torch.Tensor:
     """ᾱ_t for t = 0..T (float64, ᾱ_0 = 1) from the cosine beta schedule with betas clipped at 0.999.
-
-    Lesson: 01_degradations.
     """
     x = torch.linspace(0, T, T + 1, dtype=torch.float64)
     f = torch.cos(((x / T) + s) / (1 + s) * math.pi * 0.5) ** 2
@@ -34,8 +30,6 @@ def cosine_alpha_bar(T: int, s: float = 0.008) -> torch.Tensor:
 
 class ImageMixing(Degradation):
     """Animorphosis: mix ``x0`` towards a second image ``z``; ``pool`` (N, C, H, W) supplies random ones.
-
-    Lesson: 01_degradations.
     """
 
     def __init__(self, T: int, pool: torch.Tensor | None = None) -> None:
@@ -65,8 +59,6 @@ class ImageMixing(Degradation):
 
     def estimate_z(self, xt: torch.Tensor, x0_hat: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """``ẑ = (x_t - sqrt(ᾱ_t)·x̂0) / sqrt(1 - ᾱ_t)`` (t >= 1): with it, Algorithm 2 is DDIM (η = 0).
-
-        Lesson: 06_generation.
         """
         if bool((t < 1).any()):
             raise ValueError("z cannot be estimated at t = 0 (x_0 holds no trace of z); pass steps t >= 1.")
@@ -79,7 +71,7 @@ class ImageMixing(Degradation):
 
 
 class GaussianNoise(ImageMixing):
-    """The hot baseline: mix with ``z ~ N(0, I)``. Lesson: 01_degradations."""
+    """The hot baseline: mix with ``z ~ N(0, I)``."""
 
     def __init__(self, T: int) -> None:
         super().__init__(T)

@@ -1,7 +1,5 @@
 """Blur and pixelation as separable linear maps: ``D(x, t) = A_t · x · B_tᵀ`` for every channel.
 
-Lesson: 01_degradations ("why the closed form matters").
-
 The authors blur by running ``t`` convolutions, one per step, so a training batch costs O(max t). Every
 per-step operator here acts on rows and columns separately (a 2-D Gaussian kernel is the outer product of
 two 1-D kernels, and circular or reflect padding pads each axis on its own), so the composition of ``t``
@@ -56,7 +54,7 @@ class SeparableLinear(Degradation):
 def gaussian_kernel1d(size: int, sigma: float) -> torch.Tensor:
     """A normalised 1-D Gaussian of ``size`` taps (float64), centred as torchgeometry's kernel.
 
-    Lesson: 01_degradations. The 2-D blur kernel of the paper is the outer product of two of these.
+    The 2-D blur kernel of the paper is the outer product of two of these.
     """
     if size < 1:
         raise ValueError(f"kernel size must be positive; got {size}.")
@@ -72,7 +70,7 @@ def gaussian_kernel1d(size: int, sigma: float) -> torch.Tensor:
 def blur_sigmas(routine: str, T: int, std: float) -> list[float]:
     """Per-step kernel widths of the authors' blur routines (``i`` = 0..T-1 is the step index).
 
-    Lesson: 01_degradations. ``constant``: std; ``incremental``: std·(i+1); ``exponential``: e^(std·i);
+    ``constant``: std; ``incremental``: std·(i+1); ``exponential``: e^(std·i);
     ``special_6`` (CIFAR-10): 0.35 + i/100 (``std`` unused).
     """
     table = {
@@ -99,7 +97,7 @@ def conv1d_matrix(kernel: torch.Tensor, n: int, padding: str) -> torch.Tensor:
 class GaussianBlur(SeparableLinear):
     """Cumulative Gaussian blur: step ``i`` convolves with a ``kernel_size``² Gaussian of width ``sigmas[i]``.
 
-    Lesson: 01_degradations. ``D(x, t) = k_{t-1} * … * k_0 * x`` with ``padding`` "circular" (the authors'
+    ``D(x, t) = k_{t-1} * … * k_0 * x`` with ``padding`` "circular" (the authors'
     default, keeps each channel's mean) or "reflect" (their CIFAR-10 and CelebA deblurring presets).
     ``to_mean_at_T`` replaces the last state by the per-channel mean, the endpoint of blur-based generation.
     """
@@ -149,7 +147,7 @@ class GaussianBlur(SeparableLinear):
 class Pixelate(SeparableLinear):
     """Pixelation for super-resolution: after ``t`` steps each 2^t × 2^t block holds its mean.
 
-    Lesson: 01_degradations. Step ``i`` halves the resolution and upsamples back with nearest neighbours.
+    Step ``i`` halves the resolution and upsamples back with nearest neighbours.
     The authors downsample bicubically without antialiasing, which is only roughly a block average (it
     differs by up to 0.28 at t = 1); we use the exact block average (their "area" variant), which makes
     ``t`` steps the same as one average-pool by 2^t, so the closed form is exact.

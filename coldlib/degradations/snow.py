@@ -1,7 +1,5 @@
 """Snowification (from ImageNet-C, as in the paper): more and longer snowflakes with every step.
 
-Lesson: 01_degradations.
-
 Snow is not cumulative: the state after ``t`` steps is a direct function of the clean image and a random
 snow field ``z``. The field is a Gaussian field ``N(loc, scale²)`` at ``1/zoom`` of the image size,
 upsampled bicubically (ImageNet-C's ``clipped_zoom``). At step t, flakes are the field's values above a
@@ -34,7 +32,7 @@ class SnowField(NamedTuple):
 class Snow(Degradation):
     """Snow with linear schedules ``threshold`` (τ, first→last step) and ``motion_sigma`` (σ).
 
-    Lesson: 01_degradations. Defaults are the authors' level 3 (CIFAR-10); level 4 (CelebA) ends at
+    Defaults are the authors' level 3 (CIFAR-10); level 4 (CelebA) ends at
     τ = 0.55 and σ = 20.
     """
 
