@@ -19,7 +19,7 @@ from coldlib.checkpoints import load_shipped, read_registry
 from coldlib.data import load_images
 from coldlib.degradations import ImageMixing
 from coldlib.env import pick_device
-from coldlib.frechet import mnist_fd
+from coldlib.evaluation import mnist_fd
 from coldlib.generation import fit_channel_mean_prior, generation_start
 
 # (sampler, start noise, re-estimate z) per generator task

@@ -159,7 +159,7 @@ def save_model(path_stem: str | Path, model: UNet, degradation: Degradation, *, 
 
     Pass the EMA model. ``data`` says what it was trained on (e.g.
     "MNIST train, 60,000 images, 32 px"), ``steps`` how many optimizer steps, ``train`` the settings (lr,
-    batch, EMA decay, ...), ``metrics`` an evaluation (e.g. from :func:`coldlib.metrics.evaluate_restoration`).
+    batch, EMA decay, ...), ``metrics`` an evaluation (e.g. from :func:`coldlib.evaluation.evaluate_restoration`).
     """
     model = _unwrap(model)
     if not isinstance(model, UNet):

@@ -1,6 +1,6 @@
 """Training commands in one place: how each shipped checkpoint was made, and the paper-scale settings.
 
-``SHIPPED_RECIPES`` are the exact ``python -m coldlib.train`` arguments that produced the checkpoints in
+``SHIPPED_RECIPES`` are the exact ``python -m coldlib.training`` arguments that produced the checkpoints in
 ``data/checkpoints`` (``tests/test_recipes.py`` checks them against each checkpoint's recorded settings).
 ``PAPER_RECIPES`` are the paper's settings (``shared/reference/paper.md`` section (b)): 700,000 steps of batch
 32 × 2 at lr 2e-5 (CelebA inpainting: 350,000 steps of batch 100 × 2; CelebA snow: batch 16 × 2), at the
@@ -20,7 +20,7 @@ _SMALL_CPU = ["--model", "small", "--batch-size", "32", "--grad-accum", "2", "--
 _SHORT = [*_SMALL_CPU, "--steps", "1200", "--ema-start", "400", "--ema-decay", "0.995"]
 _GENERATION = [*_SMALL_CPU, "--steps", "2400", "--ema-start", "800", "--ema-decay", "0.995"]
 
-#: name → the arguments of ``python -m coldlib.train`` that made the shipped checkpoint (``--out``/``--export``
+#: name → the arguments of ``python -m coldlib.training`` that made the shipped checkpoint (``--out``/``--export``
 #: and ``--eval-images`` aside).
 SHIPPED_RECIPES: dict[str, list[str]] = {
     "mnist_blur": ["--task", "blur", "--dataset", "mnist", "--model", "small", "--steps", "4000", "--batch-size", "32",
@@ -41,7 +41,7 @@ _PAPER = ["--model", "paper", "--steps", "700000", "--batch-size", "32", "--grad
 _CELEBA = ["--dataset", "celeba", "--image-size", "128"]  # the paper's "CelebA" is CelebA-HQ at 128 px
 _AFHQ = ["--dataset", "folder:/path/to/afhq", "--image-size", "128", "--preset-dataset", "afhq"]
 
-#: (task, dataset) → the paper's setting as ``python -m coldlib.train`` arguments.
+#: (task, dataset) → the paper's setting as ``python -m coldlib.training`` arguments.
 PAPER_RECIPES: dict[tuple[str, str], list[str]] = {
     ("blur", "mnist"): ["--task", "blur", "--dataset", "mnist", *_PAPER],
     ("blur", "cifar10"): ["--task", "blur", "--dataset", "cifar10", "--flip", *_PAPER],
@@ -74,7 +74,7 @@ def command(args: list[str], out: str, gpus: int = 1) -> str:
     """
     if isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 1:
         raise ValueError(f"gpus must be a positive int; got {gpus!r}.")
-    launcher = "python -m coldlib.train" if gpus == 1 else f"torchrun --nproc_per_node={gpus} -m coldlib.train"
+    launcher = "python -m coldlib.training" if gpus == 1 else f"torchrun --nproc_per_node={gpus} -m coldlib.training"
     name = out.rstrip("/").split("/")[-1]
     return f"{launcher} {shlex.join(args)} --out {shlex.quote(out)} --export {shlex.quote(out + '/export/' + name)}"
 

@@ -30,7 +30,7 @@
 #   minimise $\|R_\theta(D(x_0, t), t) - x_0\|_1$.
 # - Explain what the UNet receives (the degraded image *and* the step $t$) and how $t$ enters it.
 # - Run `coldlib`'s `Trainer`, read a loss curve, and save and resume a run exactly.
-# - Use the train-or-load pattern (`coldlib.pretrained.train_or_load`) and the command-line trainer
+# - Use the train-or-load pattern (`coldlib.training.train_or_load`) and the command-line trainer
 #   for full-quality runs on a GPU.
 #
 # **Prerequisites:** [01 · Degradations](https://colab.research.google.com/github/coldlib-course/cold-diffusion-course/blob/main/notebooks/01_degradations.ipynb);
@@ -74,7 +74,7 @@ from coldlib.degradations import preset
 from coldlib.diffusion import ColdDiffusion
 from coldlib.env import fast_mode, lesson_device, seed_everything
 from coldlib.plotting import labelled_rows
-from coldlib.pretrained import train_or_load, unet_preset_name
+from coldlib.training import train_or_load, unet_preset_name
 from coldlib.training import TrainConfig, Trainer
 from coldlib.unet import UNET_PRESETS, UNet, timestep_embedding, unet_preset
 from coldlib.widgets import frame_slider, frames_over_t
@@ -320,22 +320,22 @@ labelled_rows(rows, [f"t={s}" for s in t_columns],
 #
 # ## 7. Train at full quality (a GPU helps)
 #
-# The shipped model was trained with the command-line trainer, `python -m coldlib.train`. It is the
+# The shipped model was trained with the command-line trainer, `python -m coldlib.training`. It is the
 # same `Trainer` as above, plus an evaluation on held-out images at the end and an export of the EMA
 # weights with their config. Its general form is
 #
 # ```bash
-# python -m coldlib.train --task blur --dataset mnist --model small --steps <N> [recipe flags] \
+# python -m coldlib.training --task blur --dataset mnist --model small --steps <N> [recipe flags] \
 #     --out runs/mnist_blur --export data/checkpoints/mnist_blur
 # ```
 #
-# and `python -m coldlib.train --help` lists every flag. The exact command for the recipe of the model
+# and `python -m coldlib.training --help` lists every flag. The exact command for the recipe of the model
 # loaded in section 5, read from its config:
 
 # %%
 train_settings = {**asdict(TrainConfig()), **(restorer.config.get("train") or {})}  # defaults for missing keys
 size = unet_preset_name(restorer.config["model"]) or "small"
-command = (f"python -m coldlib.train --task blur --dataset mnist --model {size} "
+command = (f"python -m coldlib.training --task blur --dataset mnist --model {size} "
            f"--steps {restorer.config['steps']} --batch-size {train_settings['batch_size']} "
            f"--grad-accum {train_settings['grad_accum']} --lr {train_settings['lr']:g} "
            f"--ema-start {train_settings['ema_start']} --ema-every {train_settings['ema_every']} "
@@ -350,7 +350,7 @@ if "wall_seconds" in train_settings:
 #
 # - **Where.** From the repository root, in the course's environment. In Colab, choose *Runtime →
 #   Change runtime type → GPU*, run this notebook's setup cell, then `!cd /content/cold-diffusion-course
-#   && python -m coldlib.train ...`. The device is picked automatically (CUDA, then Apple's MPS, then
+#   && python -m coldlib.training ...`. The device is picked automatically (CUDA, then Apple's MPS, then
 #   the CPU); `--device cuda` forces it.
 # - **Speed on a GPU.** Mixed precision (bf16) is switched on automatically where the GPU supports it,
 #   and `--compile` adds `torch.compile`. On a CPU, expect a few steps per second with the small UNet.
@@ -447,7 +447,7 @@ with torch.no_grad():
 # - `Trainer` saves everything needed to resume (weights, EMA, Adam, step, RNG) to `state.safetensors`; a
 #   resumed run continues the same run.
 # - `train_or_load(name, ...)` loads a shipped, hash-verified model or, if there is none, trains a
-#   stand-in with the same recipe; `python -m coldlib.train` makes full-quality models.
+#   stand-in with the same recipe; `python -m coldlib.training` makes full-quality models.
 #
 # ## References
 #

@@ -71,9 +71,9 @@ from IPython.display import Markdown, display
 from coldlib.data import load_images
 from coldlib.degradations import Degradation
 from coldlib.env import fast_mode, lesson_device, seed_everything
-from coldlib.metrics import PAPER_TABLES, evaluate_restoration, format_table, rmse
+from coldlib.evaluation import PAPER_TABLES, evaluate_restoration, format_table, rmse
 from coldlib.plotting import labelled_rows
-from coldlib.pretrained import train_or_load, unet_preset_name
+from coldlib.training import train_or_load, unet_preset_name
 from coldlib.widgets import frame_slider
 
 FAST = fast_mode()  # COLDLIB_FAST=1 (CI): a 64-image evaluation instead of 1,000, a shorter fallback run
@@ -389,7 +389,7 @@ for column in ["Direct", "Algorithm 1", "Algorithm 2"]:
 #    that always returns zeros. Predict what Algorithm 2 returns. Then explain why this does *not* mean
 #    restorers are unnecessary (hint: what does $x_T$ already tell you about $x_0$ for the drift?).
 # 3. **One table cell by hand.** Compute the Direct column's RMSE for the first 64 evaluation images with
-#    `coldlib.metrics.rmse`, and compare with `evaluate_restoration(R, ..., methods=("direct",))`.
+#    `coldlib.evaluation.rmse`, and compare with `evaluate_restoration(R, ..., methods=("direct",))`.
 #
 # Solutions follow; try first.
 

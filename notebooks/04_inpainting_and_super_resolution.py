@@ -2,6 +2,7 @@
 # jupyter:
 #   jupytext:
 #     formats: ipynb,py:percent
+#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -77,10 +78,10 @@ from coldlib.data import load_images
 from coldlib.degradations import GaussianMask, preset
 from coldlib.diffusion import ColdDiffusion, compare_samplers
 from coldlib.env import fast_mode, lesson_device, seed_everything
-from coldlib.frechet import FD_MNIST_CNN, check_no_mixing, evaluate_frechet
-from coldlib.metrics import PAPER_TABLES, evaluate_restoration, rmse
+from coldlib.evaluation import FD_MNIST_CNN, check_no_mixing, evaluate_frechet
+from coldlib.evaluation import PAPER_TABLES, evaluate_restoration, rmse
 from coldlib.plotting import degradation_grid, labelled_rows, show_images
-from coldlib.pretrained import train_or_load, unet_preset_name
+from coldlib.training import train_or_load, unet_preset_name
 from coldlib.training import TrainConfig, Trainer
 from coldlib.unet import UNet, unet_preset
 from coldlib.widgets import frame_slider, sampler_frames, t_slider
@@ -349,7 +350,7 @@ for task, title in [("inpaint", "inpainting"), ("pixelate", "super-resolution")]
 # images, with one hole position per image drawn from a seeded generator and shared by every column. We
 # add one more column, **FD_MNIST-CNN**: the Fréchet distance between the features of the clean and the
 # restored images, taken from a small MNIST classifier that ships with the course
-# (`coldlib.frechet.evaluate_frechet`, same generator, so the same images). It measures, like FID,
+# (`coldlib.evaluation.evaluate_frechet`, same generator, so the same images). It measures, like FID,
 # whether restorations *look like* real digits, but it is **not** the paper's FID, which uses an
 # Inception network: the two have different scales and are never put in one table. The paper's FIDs
 # appear in a separate table below, for reference only.
@@ -368,7 +369,7 @@ for task, R in models.items():
     print(f"{task}: measured on the first {n_eval[task]:,} of {len(held_out):,} held-out images")
 
 # %% [markdown]
-# The paper's numbers, from `coldlib.metrics.PAPER_TABLES` where it has them. For inpainting we could
+# The paper's numbers, from `coldlib.evaluation.PAPER_TABLES` where it has them. For inpainting we could
 # only find the paper's FIDs (Table 2): its SSIM and RMSE, and every number of its Degraded column, are
 # unknown to us, so the tables say "not reported". Algorithm 1 is in neither of the paper's tables.
 
@@ -422,7 +423,7 @@ for task, title in [("inpaint", "Inpainting, MNIST (the paper's Table 2)"),
 #   inpainting the authors quantise training images to 8 bits (`--discrete`); we do not.
 # - **The authors' evaluation.** Their inpainting and super-resolution scripts report as "Sampled" the
 #   last *estimate* $R(x_1, 1)$, not Algorithm 2's final $x_0$, and their inpainting "Degraded" is the
-#   state after the first sampler update, not $x_T$ (`shared/reference/paper.md`, section (e)). Our
+#   state after the first sampler update, not $x_T$ ([paper notes, section (e)](paper_notes.md#e-the-authors-code-bugs-and-inefficiencies)). Our
 #   table uses $x_T$ and the final $x_0$; the cell after next measures how much the first choice matters.
 # - **Metrics.** SSIM comes from torchmetrics, which pads the borders where the authors'
 #   `pytorch_msssim` ignores them: expect differences in the third decimal from that alone. FD_MNIST-CNN

@@ -2,6 +2,7 @@
 # jupyter:
 #   jupytext:
 #     formats: ipynb,py:percent
+#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -74,10 +75,10 @@ from coldlib.data import load_images
 from coldlib.degradations import Snow, preset
 from coldlib.diffusion import ColdDiffusion, compare_samplers
 from coldlib.env import fast_mode, lesson_device, seed_everything
-from coldlib.frechet import InceptionUnavailable, evaluate_frechet
-from coldlib.metrics import evaluate_restoration, format_table, rmse
+from coldlib.evaluation import InceptionUnavailable, evaluate_frechet
+from coldlib.evaluation import evaluate_restoration, format_table, rmse
 from coldlib.plotting import degradation_grid, labelled_rows, show_images, showcase
-from coldlib.pretrained import train_or_load
+from coldlib.training import train_or_load
 from coldlib.training import TrainConfig, Trainer
 from coldlib.unet import UNet, unet_preset
 from coldlib.widgets import frame_slider, sampler_frames, t_slider
@@ -300,7 +301,7 @@ for task, title in [("snow", "desnowification"), ("decolor", "colorization")]:
 # Degraded / Direct / Algorithm 1 / Algorithm 2 on held-out crops, with one snow field per image drawn
 # from a seeded generator and shared by every column (Lesson 03's `evaluate_restoration`). The paper's
 # snow and decolorization tables (its Table 4, CIFAR-10 and CelebA) could not be found
-# (`shared/reference/paper.md`, section (d)), so there is no "paper" column: every cell of it would say
+# ([paper notes, section (d)](paper_notes.md#d-the-papers-tables)), so there is no "paper" column: every cell of it would say
 # "not reported". Their data also differ from ours (CIFAR-10 and CelebA, 700,000 steps, a 56.6M-parameter
 # UNet, against 1.06M parameters, a few thousand steps and crops of six photos here).
 #

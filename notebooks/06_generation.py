@@ -76,10 +76,10 @@ from coldlib.data import load_images
 from coldlib.degradations import GaussianBlur, ImageMixing, preset
 from coldlib.diffusion import ColdDiffusion
 from coldlib.env import fast_mode, lesson_device, seed_everything
-from coldlib.frechet import mnist_fd
+from coldlib.evaluation import mnist_fd
 from coldlib.generation import channel_means, fit_channel_mean_prior
 from coldlib.plotting import labelled_rows, show_images
-from coldlib.pretrained import train_or_load
+from coldlib.training import train_or_load
 from coldlib.training import TrainConfig, Trainer
 from coldlib.unet import UNet, unet_preset
 from coldlib.widgets import frame_slider, t_slider
@@ -395,7 +395,7 @@ for noise_std in [0.0, 0.002]:
 # The paper turns AFHQ animals into CelebA faces with $D(x, t, z) = \sqrt{\bar\alpha_t}\,x +
 # \sqrt{1-\bar\alpha_t}\,z$: the noise of the hot model replaced by an image of another kind. Offline we
 # use two MNIST classes: $x_0$ are **eights**, $z$ are **zeros**. The course's `mnist_mixing` was trained
-# with `python -m coldlib.train --task mixing --dataset mnist --classes 8 --mix-with mnist --mix-classes 0`.
+# with `python -m coldlib.training --task mixing --dataset mnist --classes 8 --mix-with mnist --mix-classes 0`.
 # To generate, start from held-out zeros: $x_T = \sqrt{1 - \bar\alpha_T}\,z$ (the $x_0$ term has weight
 # $\sqrt{\bar\alpha_T} \approx 5\cdot10^{-4}$ and is unknown anyway). With a network, the same lines make
 # cats into dogs: `load_images("cifar10", classes=[3])` are cats, `classes=[5]` dogs (and `--dataset cifar10

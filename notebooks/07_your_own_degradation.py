@@ -86,7 +86,7 @@ from coldlib.data import load_images
 from coldlib.degradations import Degradation, check_degradation
 from coldlib.diffusion import ColdDiffusion
 from coldlib.env import fast_mode, lesson_device, seed_everything
-from coldlib.metrics import evaluate_restoration, format_table
+from coldlib.evaluation import evaluate_restoration, format_table
 from coldlib.plotting import compare_degradations, degradation_grid, labelled_rows
 from coldlib.training import TrainConfig, Trainer
 from coldlib.unet import UNet, unet_preset

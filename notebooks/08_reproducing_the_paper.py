@@ -2,6 +2,7 @@
 # jupyter:
 #   jupytext:
 #     formats: ipynb,py:percent
+#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -66,11 +67,11 @@ from coldlib.checkpoints import checkpoint_dir, load_shipped, read_registry
 from coldlib.data import load_images
 from coldlib.degradations import ImageMixing
 from coldlib.env import fast_mode, lesson_device, seed_everything
-from coldlib.frechet import FD_MNIST_CNN, InceptionUnavailable, evaluate_frechet, format_frechet_table, mnist_fd
+from coldlib.evaluation import FD_MNIST_CNN, InceptionUnavailable, evaluate_frechet, format_frechet_table, mnist_fd
 from coldlib.generation import fit_channel_mean_prior, generation_start
-from coldlib.metrics import PAPER_TABLES, evaluate_restoration, format_table
+from coldlib.evaluation import PAPER_TABLES, evaluate_restoration, format_table
 from coldlib.plotting import labelled_rows
-from coldlib.pretrained import unet_preset_name
+from coldlib.training import unet_preset_name
 from coldlib.recipes import PAPER_RECIPES, paper_command, shipped_command
 
 FAST = fast_mode()  # COLDLIB_FAST=1 (CI): 32 images per evaluation
@@ -222,7 +223,7 @@ else:
 # and animals: cold blur with a GMM start **49.45** (CelebA) and **54.68** (AFHQ); hot diffusion with
 # re-estimated noise **23.11** and **20.59**. It reports no FIDs for hot diffusion with fixed noise, for
 # perfect symmetry, for Algorithm 1, or for inpainting-based and animorphosis generation
-# (`shared/reference/paper.md`, section (d)). The ordering to check in our table is the same as in
+# ([paper notes, section (d)](paper_notes.md#d-the-papers-tables)). The ordering to check in our table is the same as in
 # theirs: is hot (re-estimated) better than cold blur?
 #
 # ## 4. Retraining: as we did, and at the paper's scale
@@ -233,7 +234,7 @@ else:
 display(Markdown("\n".join(f"- `{name}`: `{shipped_command(name)}`" for name in registry)))
 
 # %% [markdown]
-# The paper's settings, one command per table entry. On one GPU, `python -m coldlib.train` picks CUDA,
+# The paper's settings, one command per table entry. On one GPU, `python -m coldlib.training` picks CUDA,
 # bf16 autocast and channels-last by itself; `--compile` adds `torch.compile`. With several GPUs,
 # `torchrun --nproc_per_node=N` runs DistributedDataParallel with the paper's global batch split across
 # the processes (`paper_command(..., gpus=N)` does the division). Multi-node launches add torchrun's
@@ -246,7 +247,7 @@ print("four GPUs, CelebA deblurring:", paper_command("blur", "celeba", gpus=4))
 
 # %% [markdown]
 # A rough budget before launching. The authors' UNet at 128 px costs about 33.5 GFLOPs per image forward
-# (`paper.md`, section (b)); forward plus backward is about three times that. The sustained rates below
+# ([paper notes, section (b)](paper_notes.md#b-training-set-up)); forward plus backward is about three times that. The sustained rates below
 # are assumptions, not measurements: measure your own step time with `bench/bench_training.py`.
 
 # %%
@@ -263,7 +264,7 @@ for label, rate in [("100 TFLOP/s sustained (a modern GPU, bf16, good utilisatio
 # 1. **A bigger evaluation.** Set `N_EVAL = 2000` and re-run section 2 for the MNIST restorers. Which
 #    numbers move by more than their third decimal?
 # 2. **Your own row.** Train one model of lesson 07 with the command line (write its `Degradation` into a
-#    module and use `coldlib.train`'s Python entry point `main([...])`), and add it to the table of section 2.
+#    module and use `coldlib.training`'s Python entry point `main([...])`), and add it to the table of section 2.
 #    (Open.)
 #
 # ## Check your understanding

@@ -1,7 +1,7 @@
 """Slow reference degradations, written the way the authors' code computes them: one step at a time.
 
 These exist only to check coldlib's closed forms. Each builds its per-step operator from the paper's
-description (``../shared/reference/paper.md`` section (a)) without using coldlib's helpers, then applies
+description (``notebooks/paper_notes.md`` section (a)) without using coldlib's helpers, then applies
 it ``t`` times to each image separately (loops over images and steps are the point here).
 """
 

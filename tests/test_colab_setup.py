@@ -51,8 +51,8 @@ def colab(tmp_path_factory):
         import os, coldlib
         from coldlib.checkpoints import checkpoint_dir
         from coldlib.env import data_dir
-        from coldlib.frechet import mnist_cnn_features
-        from coldlib.classifier import load_shipped_classifier
+        from coldlib.evaluation import mnist_cnn_features
+        from coldlib.evaluation.classifier import load_shipped_classifier
         load_shipped_classifier()
         print(json.dumps({"coldlib": coldlib.__file__, "checkpoints": str(checkpoint_dir()),
                           "data": str(data_dir())}))

@@ -1,4 +1,4 @@
-"""Data-parallel training: `torchrun --nproc_per_node=2 -m coldlib.train` on two CPU processes (gloo).
+"""Data-parallel training: `torchrun --nproc_per_node=2 -m coldlib.training` on two CPU processes (gloo).
 
 Two processes with batch B take the same steps as one process with batch 2B (same images, flips, steps t and
 hole positions z; up to the order of float sums), only rank 0 prints and writes files, the EMA (and the
@@ -28,7 +28,7 @@ STEPS = 10
 pytestmark = pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()),
                                 reason="this PyTorch build has no torch.distributed gloo backend")
 
-# Launched by torchrun in place of `-m coldlib.train`: records every file each rank writes and, when training
+# Launched by torchrun in place of `-m coldlib.training`: records every file each rank writes and, when training
 # is done, each rank's weights and EMA, then runs the CLI unchanged.
 SPY = '''
 import os, pathlib, runpy, sys
@@ -60,8 +60,8 @@ def spy_train(self, *args, **kwargs):
     return losses
 
 checkpoints._atomic_write, pathlib.Path.write_text, training.Trainer.train = spy_atomic_write, spy_write_text, spy_train
-sys.argv = ["coldlib.train", *sys.argv[1:]]
-runpy.run_module("coldlib.train", run_name="__main__", alter_sys=True)
+sys.argv = ["coldlib.training", *sys.argv[1:]]
+runpy.run_module("coldlib.training", run_name="__main__", alter_sys=True)
 '''
 
 
@@ -122,7 +122,7 @@ def _rank_log(folder: Path, rank: int, stream: str) -> str:
 def test_two_processes_match_one_process_with_the_global_batch(two_process_run):
     folder = two_process_run
     start = time.perf_counter()
-    _run([sys.executable, "-m", "coldlib.train", *_args(folder, "single", 4, "single_model")], folder)
+    _run([sys.executable, "-m", "coldlib.training", *_args(folder, "single", 4, "single_model")], folder)
     print(f"1-process run: {time.perf_counter() - start:.1f} s")
 
     one, two = load_model(folder / "single_model"), load_model(folder / "ddp_model")
@@ -175,7 +175,7 @@ def _descendants(pid: int) -> list[int]:
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finding torchrun's workers needs Linux /proc")
 def test_killed_two_process_run_resumes_to_the_same_weights(two_process_run):
     folder = two_process_run
-    cmd = _torchrun("-m", "coldlib.train", *_args(folder, "killed", 2))
+    cmd = _torchrun("-m", "coldlib.training", *_args(folder, "killed", 2))
     start = time.perf_counter()
     # Kill torchrun and both workers with SIGKILL once the first checkpoint exists (a lost machine).
     proc = subprocess.Popen(cmd, env=_env(), cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -1,4 +1,4 @@
-"""Tests for coldlib.frechet (Fréchet distances, FD_MNIST-CNN, Inception FID) and coldlib.classifier.
+"""Tests for coldlib.evaluation (Fréchet distances, FD_MNIST-CNN, Inception FID) and coldlib.evaluation.classifier.
 
 Lesson: 03_sampling_naive_vs_improved. Fast: small matrices, the shipped 122k-parameter classifier, at most
 2,000 MNIST images. The MNIST tests need the offline MNIST files (COLDLIB_DATA_DIR, as in test_data.py); the
@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 import torch
 
-import coldlib.classifier as clf
-import coldlib.frechet as fr
+import coldlib.evaluation.classifier as clf
+import coldlib.evaluation.frechet as fr
 from coldlib.diffusion import ColdDiffusion
 from coldlib.unet import UNet, unet_preset
 
@@ -127,7 +127,7 @@ def test_column_names_differ_and_are_explicit() -> None:
 
 
 def test_tables_never_mix_the_two() -> None:
-    from coldlib.metrics import PAPER_TABLES
+    from coldlib.evaluation import PAPER_TABLES
 
     ours = {"Degraded": {"SSIM": 0.3, "RMSE": 0.29, "FD_MNIST-CNN": 50.0},
             "Direct": {"SSIM": 0.7, "RMSE": 0.15, "FD_MNIST-CNN": 2.0}}
@@ -263,7 +263,7 @@ def test_add_frechet_column_fills_results_rows() -> None:
 
 def test_evaluate_frechet_measures_the_evaluate_restoration_rows() -> None:
     from coldlib.degradations import GaussianNoise
-    from coldlib.metrics import evaluate_restoration
+    from coldlib.evaluation import evaluate_restoration
 
     torch.manual_seed(0)
     D = GaussianNoise(3)  # a random ingredient z, so the generator's use matters

@@ -1,4 +1,4 @@
-"""Tests for coldlib.metrics: SSIM/RMSE/PSNR and the paper's evaluation table.
+"""Tests for coldlib.evaluation: SSIM/RMSE/PSNR and the paper's evaluation table.
 
 Lesson: 03_sampling_naive_vs_improved. Tiny images (16 px) and tiny models, so this runs in seconds on a CPU.
 """
@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from coldlib import metrics
+from coldlib.evaluation import metrics
 from coldlib.degradations import Degradation, GaussianBlur, GaussianNoise
 from coldlib.diffusion import ColdDiffusion
 from coldlib.unet import UNet, unet_preset

@@ -1,4 +1,4 @@
-"""coldlib.pretrained.train_or_load: loads a registered checkpoint, trains when there is none, refuses damage.
+"""coldlib.training.train_or_load: loads a registered checkpoint, trains when there is none, refuses damage.
 
 Every test uses its own checkpoint folder (COLDLIB_CHECKPOINT_DIR in tmp_path); nothing is written into
 data/checkpoints. The training test needs the offline MNIST files (COLDLIB_DATA_DIR, as in test_data.py).
@@ -14,7 +14,7 @@ import torch
 
 import coldlib.checkpoints as ck
 from coldlib.degradations import preset
-from coldlib.pretrained import describe_metrics, train_or_load, unet_preset_name
+from coldlib.training import describe_metrics, train_or_load, unet_preset_name
 from coldlib.unet import UNet, unet_preset
 
 _DATA = Path(os.environ.get("COLDLIB_DATA_DIR", "") or "/nonexistent")

@@ -9,14 +9,14 @@ import pytest
 
 from coldlib.checkpoints import checkpoint_dir, read_registry
 from coldlib.degradations import preset
-from coldlib.pretrained import PRESET_DATASET, unet_preset_name
+from coldlib.training import PRESET_DATASET, unet_preset_name
 from coldlib.recipes import PAPER_RECIPES, SHIPPED_RECIPES, command, paper_command, shipped_command
-from coldlib.train import build_parser
+from coldlib.training.cli import build_parser
 
 
 def _parse(line: str):
     words = shlex.split(line)
-    start = words.index("coldlib.train") + 1
+    start = words.index("coldlib.training") + 1
     return build_parser().parse_args(words[start:])
 
 
@@ -42,9 +42,9 @@ def test_paper_recipes_parse_and_name_a_preset(key):
 
 
 def test_commands():
-    assert paper_command("blur", "mnist").startswith("python -m coldlib.train --task blur --dataset mnist")
+    assert paper_command("blur", "mnist").startswith("python -m coldlib.training --task blur --dataset mnist")
     two = paper_command("blur", "celeba", gpus=2)
-    assert two.startswith("torchrun --nproc_per_node=2 -m coldlib.train") and _parse(two).batch_size == 16
+    assert two.startswith("torchrun --nproc_per_node=2 -m coldlib.training") and _parse(two).batch_size == 16
     with pytest.raises(ValueError, match="does not split evenly"):
         paper_command("blur", "celeba", gpus=3)
     with pytest.raises(ValueError, match="no paper recipe"):

@@ -98,7 +98,7 @@ def test_bad_config_is_refused():
 
 
 def _cli(out: Path, steps: int, export: Path | None = None) -> list[str]:
-    cmd = [sys.executable, "-m", "coldlib.train", "--task", "blur", "--dataset", "folder:" + str(out.parent / "imgs"),
+    cmd = [sys.executable, "-m", "coldlib.training", "--task", "blur", "--dataset", "folder:" + str(out.parent / "imgs"),
            "--image-size", "16", "--model", "tiny", "--steps", str(steps), "--batch-size", "4", "--grad-accum", "1",
            "--checkpoint-every", "2", "--ema-start", "2", "--eval-images", "0", "--out", str(out), "--no-progress",
            "--preset-dataset", "mnist", "--device", "cpu"]
@@ -145,7 +145,7 @@ def test_cli_killed_run_resumes_to_the_same_weights(tmp_path):
     (["--task", "blur", "--mix-with", "photos"], "is for --task mixing"),
 ])
 def test_cli_mixing_arguments(tmp_path, monkeypatch, extra, match):
-    from coldlib.train import main
+    from coldlib.training.cli import main
 
     monkeypatch.setenv("COLDLIB_OFFLINE", "1")
     with pytest.raises(ValueError, match=match):
@@ -153,7 +153,7 @@ def test_cli_mixing_arguments(tmp_path, monkeypatch, extra, match):
 
 
 def test_cli_checks_eval_images_before_training(tmp_path, monkeypatch):
-    from coldlib.train import main
+    from coldlib.training.cli import main
 
     monkeypatch.setenv("COLDLIB_OFFLINE", "1")
     with pytest.raises(ValueError, match="only 844 images are available"):

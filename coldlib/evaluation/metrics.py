@@ -25,8 +25,8 @@ import torch
 from torch import nn
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
-from .degradations import check_images
-from .diffusion import METHODS, SAMPLER_NAMES, ColdDiffusion
+from ..degradations import check_images
+from ..diffusion import METHODS, SAMPLER_NAMES, ColdDiffusion
 
 __all__ = ["to_unit", "rmse", "psnr", "ssim", "evaluate_restoration", "format_table", "COLUMNS", "PAPER_TABLES"]
 

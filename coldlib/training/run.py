@@ -21,17 +21,17 @@ import torch
 
 import coldlib
 
-from .checkpoints import FORMAT, LoadedModel, checkpoint_dir, load_shipped, read_registry, registry_path
-from .data import load_images
-from .degradations import Degradation, preset
-from .diffusion import ColdDiffusion
-from .env import pick_device
-from .training import TrainConfig, Trainer
-from .unet import UNET_PRESETS, UNet, unet_preset
+from ..checkpoints import FORMAT, LoadedModel, checkpoint_dir, load_shipped, read_registry, registry_path
+from ..data import load_images
+from ..degradations import Degradation, preset
+from ..diffusion import ColdDiffusion
+from ..env import pick_device
+from .trainer import TrainConfig, Trainer
+from ..unet import UNET_PRESETS, UNet, unet_preset
 
 __all__ = ["train_or_load", "unet_preset_name", "describe_metrics", "PRESET_DATASET"]
 
-#: Datasets that borrow another dataset's degradation preset (as ``python -m coldlib.train`` does): the
+#: Datasets that borrow another dataset's degradation preset (as ``python -m coldlib.training`` does): the
 #: offline colour photos use the CIFAR-10 settings (32 px), FashionMNIST uses MNIST's.
 PRESET_DATASET = {"photos": "cifar10", "fashion_mnist": "mnist"}
 
@@ -49,7 +49,7 @@ def unet_preset_name(model_config: dict[str, Any]) -> str | None:
 
 
 def describe_metrics(metrics: dict[str, dict[str, float]] | None) -> str:
-    """One line from an :func:`coldlib.metrics.evaluate_restoration` result, e.g. ``"Direct SSIM 0.75 ..."``.
+    """One line from an :func:`coldlib.evaluation.evaluate_restoration` result, e.g. ``"Direct SSIM 0.75 ..."``.
 
     ``"no metrics stored"`` when there are none.
     """

@@ -5,7 +5,7 @@ by the trainer, and its state is saved in every checkpoint with the step, the we
 Adam's moments. A run killed mid-way therefore continues from its last checkpoint as if it had never
 stopped. Checkpoints are safetensors files written atomically (a crash mid-write leaves the old one).
 
-Under ``torch.distributed`` (``torchrun --nproc_per_node=N -m coldlib.train ...``) the trainer wraps the
+Under ``torch.distributed`` (``torchrun --nproc_per_node=N -m coldlib.training ...``) the trainer wraps the
 model in DistributedDataParallel and acts as its own distributed sampler: every rank holds the same
 generator state, draws the randomness of the *global* batch (``N × batch_size`` indices, flips, steps and
 ``z``) and keeps its own slice. An N-process run with ``batch_size`` B therefore takes the same steps as a
@@ -27,7 +27,7 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
-from .checkpoints import (
+from ..checkpoints import (
     _split_path,
     load_training_state,
     optimizer_from_tensors,
@@ -35,8 +35,8 @@ from .checkpoints import (
     save_model,
     save_training_state,
 )
-from .degradations import map_z
-from .diffusion import ColdDiffusion
+from ..degradations import map_z
+from ..diffusion import ColdDiffusion
 
 __all__ = ["TrainConfig", "Trainer"]
 
@@ -113,9 +113,22 @@ class Trainer:
                  data_note: str = "") -> None:
         self.config = config or TrainConfig()
         self.device = torch.device(device) if device is not None else next(diffusion.model.parameters()).device
-        if images.ndim != 4 or images.shape[0] < self.config.batch_size:
-            raise ValueError(f"images must be (N, C, H, W) with N >= batch_size={self.config.batch_size}; got "
-                             f"{tuple(images.shape)}.")
+        if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[0] < self.config.batch_size:
+            got = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+            raise ValueError(f"images must be (N, C, H, W) with N >= batch_size={self.config.batch_size}; got {got}.")
+        # uint8 images in [0, 255] are converted batch by batch (x / 127.5 - 1); floats must already be in
+        # [-1, 1] (checked here, once), and any other dtype is refused rather than guessed at.
+        from ..degradations import check_images
+
+        if images.dtype != torch.uint8:
+            if not images.is_floating_point():
+                raise ValueError(f"images must be uint8 in [0, 255] or float in [-1, 1]; got dtype {images.dtype}. "
+                                 "Convert [0, 255] integers with images.to(torch.uint8).")
+            check_images(images, channels=diffusion.degradation.channels, name="images", limit=1.0,
+                         owner=type(diffusion.degradation).__name__)
+        else:
+            check_images(images[:1].float(), channels=diffusion.degradation.channels, name="images",
+                         owner=type(diffusion.degradation).__name__)  # shape and channels; the values all fit
         self.images = images
         self.world_size, self.rank = _distributed()
         self.diffusion = diffusion.to(self.device)

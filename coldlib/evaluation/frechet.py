@@ -12,7 +12,7 @@ Both fit a Gaussian (mean ``mu``, covariance ``Sigma``) to the features of each 
   torch-fidelity's ``weights-inception-2015-12-05-6726825d.pth``. The authors used pytorch-fid, whose port of
   the same network resizes slightly differently, so expect small differences, not different scales.
 * **FD_MNIST-CNN** (:func:`mnist_fd`, column ``"FD_MNIST-CNN"``): the same distance on the 64-d features of the
-  small MNIST classifier the course trains and ships (:mod:`coldlib.classifier`). It works offline, but it is
+  small MNIST classifier the course trains and ships (:mod:`coldlib.evaluation.classifier`). It works offline, but it is
   **not** FID: its numbers have their own scale and must never be compared with the paper's FIDs.
 
 Never put both in one table (:func:`check_no_mixing`; :func:`format_frechet_table` enforces it). Both
@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .env import offline
+from ..env import offline
 
 __all__ = ["frechet_distance", "FeatureStats", "FD_MNIST_CNN", "FID_INCEPTION", "KINDS", "fd_column_name",
            "mnist_cnn_features", "mnist_fd", "inception_fid", "InceptionUnavailable", "INCEPTION_WEIGHTS_FILE",
@@ -172,7 +172,7 @@ class FeatureStats:
 
 def _images(x: object, name: str, min_count: int = 2) -> torch.Tensor:
     """A float image tensor in [-1, 1] from a tensor or an ImageSet (values outside are clamped, as displayed)."""
-    from .data import ImageSet
+    from ..data import ImageSet
 
     if isinstance(x, ImageSet):
         x = x.float()
@@ -192,7 +192,7 @@ def mnist_cnn_features(images: object, *, batch_size: int = 500, device: str | t
     """The shipped MNIST classifier's 64-d features of ``images`` (N, 1, 32, 32) in [-1, 1], as float64 on CPU.
 
     ``classifier`` replaces the shipped network (an
-    :class:`coldlib.classifier.MnistCNN`), e.g. one you trained yourself.
+    :class:`coldlib.evaluation.classifier.MnistCNN`), e.g. one you trained yourself.
     """
     from .classifier import load_shipped_classifier
 
@@ -237,7 +237,7 @@ def _how_to_get() -> str:
             f"(COLDLIB_OFFLINE unset; the weights are cached in {_hub_cached_weights().parent}) or download "
             f"{INCEPTION_WEIGHTS_FILE} from torch-fidelity's GitHub release v0.2.0 on a machine that has one and "
             f"pass weights_path=... (or set {_WEIGHTS_ENV}). Offline, use FD_MNIST-CNN instead "
-            "(coldlib.frechet.mnist_fd, kind='mnist-cnn'): a Fréchet distance on the shipped MNIST classifier's "
+            "(coldlib.evaluation.mnist_fd, kind='mnist-cnn'): a Fréchet distance on the shipped MNIST classifier's "
             "features, which is NOT comparable with FID.")
 
 
@@ -370,7 +370,7 @@ def add_frechet_column(results_images: Mapping[str, torch.Tensor], reference: to
 
     ``results_images`` maps table rows ("Degraded", "Direct", ...) to the
     images that row measured, ``reference`` are the clean originals. ``results`` (from
-    :func:`coldlib.metrics.evaluate_restoration`) gains the column ``fd_column_name(kind)`` in place; a table that
+    :func:`coldlib.evaluation.evaluate_restoration`) gains the column ``fd_column_name(kind)`` in place; a table that
     already holds the other distance is refused (never mix FID and FD_MNIST-CNN). Returns ``{row: value}``.
     """
     column = fd_column_name(kind)
@@ -390,15 +390,15 @@ def add_frechet_column(results_images: Mapping[str, torch.Tensor], reference: to
 def evaluate_frechet(diffusion, x0: torch.Tensor, *, kind: str = "mnist-cnn", batch_size: int = 64,
                      generator: torch.Generator | None = None, methods: Sequence[str] | None = None,
                      **kw) -> dict[str, float]:
-    """The Fréchet column for :func:`coldlib.metrics.evaluate_restoration`'s rows, without keeping the images.
+    """The Fréchet column for :func:`coldlib.evaluation.evaluate_restoration`'s rows, without keeping the images.
 
     Rebuilds the same rows the same way ("Degraded" = ``x_T = D(x0, T, z)``,
     then each sampler from that ``x_T`` with the same ``z``, drawn per batch from ``generator``), so with a
     generator seeded like the one given to ``evaluate_restoration`` (and the same ``batch_size`` and ``methods``)
     it measures exactly the images that table measured. Features are accumulated batch by batch.
     """
-    from .degradations import check_images
-    from .diffusion import METHODS
+    from ..degradations import check_images
+    from ..diffusion import METHODS
     from .metrics import COLUMNS
 
     methods = tuple(METHODS if methods is None else methods)
@@ -443,7 +443,7 @@ def check_no_mixing(results: Mapping[str, Mapping[str, float]],
 
 def format_frechet_table(results: dict[str, dict[str, float]],
                          paper: dict[str, dict[str, float]] | None = None) -> str:
-    """:func:`coldlib.metrics.format_table`, never mixing distances: with FD_MNIST-CNN the paper's FID is left out.
+    """:func:`coldlib.evaluation.format_table`, never mixing distances: with FD_MNIST-CNN the paper's FID is left out.
 
     A note under the table says which distance it holds.
     """

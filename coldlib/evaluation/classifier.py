@@ -1,7 +1,7 @@
 """A small MNIST classifier whose features give the offline Fréchet distance "FD_MNIST-CNN".
 
 The paper's FID uses InceptionV3 weights that must be downloaded. Where that is impossible (offline machines, CI),
-:mod:`coldlib.frechet` measures a Fréchet distance on the penultimate features of *this* network instead. It is
+:mod:`coldlib.evaluation` measures a Fréchet distance on the penultimate features of *this* network instead. It is
 a different number with a different scale, always labelled ``FD_MNIST-CNN`` and never compared with Inception FID.
 
 The network (:class:`MnistCNN`, 121,994 parameters) takes ``1×32×32`` images in [-1, 1], the course's MNIST
@@ -11,7 +11,7 @@ before the classification layer.
 
 The course ships one trained copy, ``data/checkpoints/mnist_classifier.safetensors`` with a ``.json`` sidecar
 (format, architecture, training data, steps, held-out accuracy, time, hardware, SHA-256 of the weights).
-It was trained with ``python -m coldlib.classifier --out data/checkpoints/mnist_classifier`` on the *train* part
+It was trained with ``python -m coldlib.evaluation.classifier --out data/checkpoints/mnist_classifier`` on the *train* part
 of the data only; under the offline protocol that is images 0–7,999 of the official MNIST test split, and the
 2,000 held-out images (8,000–9,999) are used only to measure its accuracy. Loading checks the SHA-256 (from the
 sidecar, and for the shipped copy also against :data:`SHIPPED_SHA256`) and never unpickles anything.
@@ -36,7 +36,7 @@ from torch import nn
 
 import coldlib
 
-from .checkpoints import _atomic_write, _read_safetensors, _split_path, checkpoint_dir, sha256_of
+from ..checkpoints import _atomic_write, _read_safetensors, _split_path, checkpoint_dir, sha256_of
 
 __all__ = ["MnistCNN", "CLASSIFIER_FORMAT", "IMAGE_SHAPE", "FEATURE_DIM", "SHIPPED_NAME", "SHIPPED_SHA256",
            "LoadedClassifier", "train_classifier", "accuracy", "save_classifier", "load_classifier",
@@ -204,7 +204,7 @@ def load_classifier(path: str | Path, device: str | torch.device = "cpu",
     if given); missing, truncated or mismatched files raise ``FileNotFoundError``/``ValueError`` saying what to do.
     """
     weights, json_path = _split_path(path)
-    retrain = ("retrain it with `python -m coldlib.classifier --out <stem>` or restore the shipped files "
+    retrain = ("retrain it with `python -m coldlib.evaluation.classifier --out <stem>` or restore the shipped files "
                "(git checkout -- data/checkpoints/mnist_classifier.safetensors data/checkpoints/mnist_classifier.json)")
     if not weights.is_file():
         raise FileNotFoundError(f"no classifier weights at {weights}; {retrain}.")
@@ -253,7 +253,7 @@ def load_shipped_classifier(device: str | torch.device = "cpu") -> LoadedClassif
             raise FileNotFoundError(
                 f"the shipped MNIST classifier should be at {path}, which is missing. It comes with a clone of the "
                 "course repository (set COLDLIB_CHECKPOINT_DIR if you keep checkpoints elsewhere), or train one "
-                f"with `python -m coldlib.classifier --out {path.with_suffix('')}`.")
+                f"with `python -m coldlib.evaluation.classifier --out {path.with_suffix('')}`.")
         _CACHE[key] = load_classifier(path, device=device, expected_sha256=SHIPPED_SHA256)
     return _CACHE[key]
 
@@ -275,10 +275,10 @@ def _hardware() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m coldlib.classifier --out data/checkpoints/mnist_classifier``: train, report, save."""
-    from .data import load_images
+    """``python -m coldlib.evaluation.classifier --out data/checkpoints/mnist_classifier``: train, report, save."""
+    from ..data import load_images
 
-    parser = argparse.ArgumentParser(prog="python -m coldlib.classifier", description=(
+    parser = argparse.ArgumentParser(prog="python -m coldlib.evaluation.classifier", description=(
         "Train the MNIST classifier behind FD_MNIST-CNN on the train split only, report its held-out accuracy "
         "and save it as <out>.safetensors + <out>.json."))
     parser.add_argument("--out", required=True, help="path stem, e.g. data/checkpoints/mnist_classifier")

@@ -1,9 +1,9 @@
-"""Command line training: ``python -m coldlib.train --task blur --dataset mnist --steps 20000 --out runs/x``.
+"""Command line training: ``python -m coldlib.training --task blur --dataset mnist --steps 20000 --out runs/x``.
 
 Re-running the same command after a crash or a kill resumes from ``<out>/state.safetensors``. At the end
 the EMA weights are evaluated on the held-out split (the paper's columns) and exported with ``--export``.
 
-Launched by ``torchrun`` (``torchrun --nproc_per_node=N -m coldlib.train ...``), every process trains a
+Launched by ``torchrun`` (``torchrun --nproc_per_node=N -m coldlib.training ...``), every process trains a
 slice of each global batch of ``N × --batch-size`` images with DistributedDataParallel: NCCL with one GPU
 per process (``cuda:LOCAL_RANK``) when CUDA is available, else gloo on the CPU (``--device cpu`` forces it).
 Rank 0 alone prints, checkpoints, evaluates and exports; re-running the same command resumes as above.
@@ -22,18 +22,18 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from . import degradations
-from .data import load_images
-from .diffusion import ColdDiffusion
-from .env import pick_device, seed_everything
-from .metrics import evaluate_restoration  # imported up front: a run must not pick up code edited mid-run
-from .pretrained import PRESET_DATASET
-from .training import TrainConfig, Trainer
-from .unet import UNET_PRESETS, UNet, unet_preset
+from .. import degradations
+from ..data import load_images
+from ..diffusion import ColdDiffusion
+from ..env import pick_device, seed_everything
+from ..evaluation.metrics import evaluate_restoration  # imported up front: a run must not pick up code edited mid-run
+from .run import PRESET_DATASET
+from .trainer import TrainConfig, Trainer
+from ..unet import UNET_PRESETS, UNet, unet_preset
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m coldlib.train", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m coldlib.training", description=__doc__.split("\n")[0])
     p.add_argument("--task", required=True, help="degradation kind: blur, inpaint, pixelate, snow, decolor, ...")
     p.add_argument("--dataset", required=True, help="mnist, fashion_mnist, cifar10, celeba, photos, folder:<path>")
     p.add_argument("--preset-dataset", help="whose degradation preset to use (default: the dataset's own)")
@@ -77,7 +77,7 @@ def _init_distributed(requested: str | None, local_rank: int) -> torch.device:
     device = pick_device(requested)
     if device.type == "mps":
         raise ValueError("distributed training runs on CUDA GPUs (NCCL) or CPUs (gloo), not on MPS; pass "
-                         "--device cpu, or launch one process with python -m coldlib.train.")
+                         "--device cpu, or launch one process with python -m coldlib.training.")
     if device.type == "cuda":
         if device.index is not None and device.index != local_rank:
             raise ValueError(f"under torchrun each process uses cuda:LOCAL_RANK (here cuda:{local_rank}); pass "
