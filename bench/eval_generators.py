@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from coldlib.checkpoints import load_shipped, read_registry
+from coldlib.shipped import load_shipped, read_registry
 from coldlib.data import load_images
 from coldlib.degradations import ImageMixing
 from coldlib.env import pick_device

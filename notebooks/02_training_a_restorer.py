@@ -68,7 +68,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import torch
 
-from coldlib.checkpoints import checkpoint_dir
+from coldlib.shipped import checkpoint_dir
 from coldlib.data import load_images
 from coldlib.degradations import preset
 from coldlib.diffusion import ColdDiffusion
@@ -361,7 +361,7 @@ if "wall_seconds" in train_settings:
 #   of the paper's table, Lesson 03) into `runs/mnist_blur/report.json`, and exported to
 #   `data/checkpoints/mnist_blur.safetensors` + `.json`, with the data, the steps, the settings and the
 #   metrics.
-# - **Shipping it.** `coldlib.checkpoints.register_shipped("mnist_blur",
+# - **Shipping it.** `coldlib.shipped.register_shipped("mnist_blur",
 #   "data/checkpoints/mnist_blur.safetensors", task="blur", dataset="mnist")` records its SHA-256 in
 #   `registry.json`; from then on `train_or_load("mnist_blur", ...)` loads it. Set the environment
 #   variable `COLDLIB_CHECKPOINT_DIR` to keep your own checkpoints elsewhere.

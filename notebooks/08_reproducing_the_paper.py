@@ -2,7 +2,6 @@
 # jupyter:
 #   jupytext:
 #     formats: ipynb,py:percent
-#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -63,7 +62,7 @@ if "google.colab" in sys.modules:
 import torch
 from IPython.display import Markdown, display
 
-from coldlib.checkpoints import checkpoint_dir, load_shipped, read_registry
+from coldlib.shipped import checkpoint_dir, load_shipped, read_registry
 from coldlib.data import load_images
 from coldlib.degradations import ImageMixing
 from coldlib.env import fast_mode, lesson_device, seed_everything

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import json
 import os
-import random
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 from coldlib import checkpoints as ck
+from coldlib import shipped
+from coldlib.training import state as training_state
 from coldlib.degradations import GaussianBlur, GaussianMask, preset
 from coldlib.unet import UNet, unet_preset
 
@@ -118,8 +118,34 @@ def test_bad_sidecar(tmp_path: Path, saved: Path) -> None:
 def test_corrupted_weights(saved: Path, damage: str) -> None:
     raw = saved.read_bytes()
     saved.write_bytes({"truncate": raw[: len(raw) // 2], "garbage": os.urandom(64), "empty": b""}[damage])
-    with pytest.raises(ValueError, match="corrupted or truncated.*re-download or retrain"):
+    # the sidecar records the weights' SHA-256, so the damage is caught before the file is parsed
+    with pytest.raises(ValueError, match="SHA-256 .* but m.json says .*corrupted, truncated.*re-download"):
         ck.load_model(saved)
+    # a sidecar without a hash (written before hashes were recorded): the parser still refuses the file
+    side = saved.with_suffix(".json")
+    side.write_text(json.dumps({k: v for k, v in json.loads(side.read_text()).items() if k != "sha256"}))
+    with pytest.raises(ValueError, match="corrupted or truncated.*re-download"):
+        ck.load_model(saved)
+
+
+def test_flipped_byte_in_the_middle_is_refused(saved: Path) -> None:
+    raw = bytearray(saved.read_bytes())
+    raw[len(raw) // 2] ^= 0x01  # still a valid safetensors file, with one weight slightly off
+    saved.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match="SHA-256"):
+        ck.load_model(saved)
+
+
+def test_weights_from_another_degradation_are_refused(tmp_path: Path, model: UNet, blur: GaussianBlur) -> None:
+    # the weights of a masking model with the sidecar of a blur model (hash updated, so only the type differs)
+    ck.save_model(tmp_path / "mask", model, GaussianMask(5, kernel_std=0.1, initial_mask=11), data="x", steps=1)
+    ck.save_model(tmp_path / "blur", model, blur, data="x", steps=1)
+    side = json.loads((tmp_path / "blur.json").read_text())
+    side["sha256"] = ck.sha256_of(tmp_path / "mask.safetensors")
+    (tmp_path / "mask.json").write_text(json.dumps(side))
+    with pytest.raises(ValueError, match="trained with a GaussianMask degradation but mask.json describes a "
+                                         "GaussianBlur"):
+        ck.load_model(tmp_path / "mask")
 
 
 def test_lfs_pointer(saved: Path) -> None:
@@ -148,64 +174,62 @@ def test_weights_not_matching_config(tmp_path: Path, saved: Path) -> None:
     tensors = load_file(saved)
     tensors.pop("stem.bias")
     tensors["extra.weight"] = torch.zeros(1)
-    save_file(tensors, saved)
+    save_file(tensors, saved, metadata={"format": ck.FORMAT})
+    side.write_text(json.dumps({**cfg, "sha256": ck.sha256_of(saved)}))  # a consistent pair, just the wrong keys
     with pytest.raises(ValueError, match=r"missing keys: stem\.bias.*unexpected keys: extra\.weight"):
         ck.load_model(saved)
 
 
-def test_custom_degradation_override(tmp_path: Path, saved: Path) -> None:
-    side = tmp_path / "m.json"
-    cfg = json.loads(side.read_text())
-    side.write_text(json.dumps({**cfg, "degradation": {"type": "MyOwn", "T": 5}}))
-    with pytest.raises(ValueError, match="degradation=MyDegradation"):
-        ck.load_model(saved)
-
+def test_custom_degradation_override(tmp_path: Path, model: UNet) -> None:
     class MyOwn(GaussianMask):
         def config(self):
             return {"type": "MyOwn", "T": self.T}
 
     mine = MyOwn(5, kernel_std=0.1, initial_mask=1, random_position=False)
+    saved = ck.save_model(tmp_path / "m", model, mine, data="unit-test images", steps=1)
+    with pytest.raises(ValueError, match="degradation=MyDegradation"):
+        ck.load_model(saved)
     assert ck.load_model(saved, degradation=mine).degradation is mine
 
 
 def test_shipped_registry(tmp_path: Path, model: UNet, blur: GaussianBlur, monkeypatch: pytest.MonkeyPatch) -> None:
     folder = tmp_path / "ckpts"
     monkeypatch.setenv("COLDLIB_CHECKPOINT_DIR", str(folder))
-    monkeypatch.setattr(ck, "SHIPPED", {})
-    assert ck.checkpoint_dir() == folder and ck.read_registry() == {}
+    monkeypatch.setattr(shipped, "SHIPPED", {})
+    assert shipped.checkpoint_dir() == folder and shipped.read_registry() == {}
     with pytest.raises(ValueError, match="does not exist yet"):
-        ck.load_shipped("blur_mnist")
+        shipped.load_shipped("blur_mnist")
     path = ck.save_model(folder / "blur_mnist", model, blur, data="d", steps=3)
     with pytest.raises(ValueError, match="Unregistered weights.*blur_mnist.safetensors"):
-        ck.load_shipped("blur_mnist")
+        shipped.load_shipped("blur_mnist")
     elsewhere = ck.save_model(tmp_path / "other", model, blur, data="d", steps=3)
     with pytest.raises(ValueError, match="not in the checkpoint folder"):
-        ck.register_shipped("other", elsewhere, task="blur", dataset="mnist")
+        shipped.register_shipped("other", elsewhere, task="blur", dataset="mnist")
 
-    entry = ck.register_shipped("blur_mnist", path, task="blur", dataset="mnist")
+    entry = shipped.register_shipped("blur_mnist", path, task="blur", dataset="mnist")
     assert entry == {"file": "blur_mnist.safetensors", "sha256": ck.sha256_of(path), "task": "blur",
                      "dataset": "mnist"}
     assert json.loads((folder / "registry.json").read_text()) == {"blur_mnist": entry}
-    assert ck.SHIPPED == {"blur_mnist": entry}
-    assert ck.load_shipped("blur_mnist").config["steps"] == 3
+    assert shipped.SHIPPED == {"blur_mnist": entry}
+    assert shipped.load_shipped("blur_mnist").config["steps"] == 3
     with pytest.raises(ValueError, match="Shipped checkpoints: blur_mnist"):
-        ck.load_shipped("celeba_blur")
+        shipped.load_shipped("celeba_blur")
 
     raw = bytearray(path.read_bytes())  # flip one weight byte: still parses, but the hash catches it
     raw[-1] ^= 0xFF
     path.write_bytes(bytes(raw))
     with pytest.raises(ValueError, match="SHA-256"):
-        ck.load_shipped("blur_mnist")
+        shipped.load_shipped("blur_mnist")
     path.unlink()
     with pytest.raises(FileNotFoundError, match="shipped checkpoint 'blur_mnist'"):
-        ck.load_shipped("blur_mnist")
+        shipped.load_shipped("blur_mnist")
     with pytest.raises(FileNotFoundError, match="load_shipped"):  # a shipped file name gets the how-to-get-it hint
         ck.load_model(folder / "blur_mnist")
 
 
 def test_checkpoint_dir_default(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("COLDLIB_CHECKPOINT_DIR", raising=False)
-    assert ck.checkpoint_dir() == Path(ck.coldlib.__file__).resolve().parents[1] / "data" / "checkpoints"
+    assert shipped.checkpoint_dir() == Path(ck.coldlib.__file__).resolve().parents[1] / "data" / "checkpoints"
 
 
 def test_training_state_round_trip(tmp_path: Path) -> None:
@@ -213,17 +237,17 @@ def test_training_state_round_trip(tmp_path: Path) -> None:
                "view": torch.arange(10.0)[2:5]}
     meta = {"step": 12, "nested": {"x": [1, 2.5, None]}}
     path = tmp_path / "state.safetensors"
-    ck.save_training_state(path, tensors, meta)
-    got, got_meta = ck.load_training_state(path)
+    training_state.save_training_state(path, tensors, meta)
+    got, got_meta = training_state.load_training_state(path)
     assert got_meta == meta and set(got) == set(tensors)
     assert all(torch.equal(got[k], tensors[k]) and got[k].dtype == tensors[k].dtype for k in tensors)
     with pytest.raises(FileNotFoundError):
-        ck.load_training_state(tmp_path / "missing.safetensors")
+        training_state.load_training_state(tmp_path / "missing.safetensors")
     path.write_bytes(path.read_bytes()[:-5])
     with pytest.raises(ValueError, match="corrupted or truncated"):
-        ck.load_training_state(path)
+        training_state.load_training_state(path)
     with pytest.raises(ValueError, match="JSON"):
-        ck.save_training_state(path, tensors, {"bad": object()})
+        training_state.save_training_state(path, tensors, {"bad": object()})
 
 
 def _step(model: UNet, opt: torch.optim.Optimizer) -> None:
@@ -242,32 +266,31 @@ def test_resume_is_exact(tmp_path: Path) -> None:
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.9, 0.99))
     for _ in range(2):
         _step(model, opt)
-    random.seed(5)
-    np.random.seed(5)
-    opt_t, opt_meta = ck.optimizer_to_tensors(opt.state_dict())
-    rng_t, rng_meta = ck.rng_to_tensors()
+    generator = torch.Generator().manual_seed(5)  # a run's own generator, as the Trainer keeps one
+    opt_t, opt_meta = training_state.optimizer_to_tensors(opt.state_dict())
+    rng_t = {"rng.torch": torch.get_rng_state(), "rng.generator": generator.get_state()}
     model_t = {f"model.{k}": v for k, v in model.state_dict().items()}
-    ck.save_training_state(tmp_path / "s.safetensors", {**model_t, **opt_t, **rng_t},
-                           {"optimizer": opt_meta, "rng": rng_meta, "step": 2})
+    training_state.save_training_state(tmp_path / "s.safetensors", {**model_t, **opt_t, **rng_t},
+                                       {"optimizer": opt_meta, "step": 2})
     _step(model, opt)  # the uninterrupted run
     expected = {k: v.clone() for k, v in model.state_dict().items()}
-    expected_draws = (random.random(), float(np.random.rand()), float(torch.rand(())))
+    expected_draws = (float(torch.rand((), generator=generator)), float(torch.rand(())))
 
     torch.manual_seed(123)  # a fresh process: different RNG, fresh model and optimizer
-    random.seed(0)
-    np.random.seed(0)
+    generator = torch.Generator().manual_seed(0)
     resumed = UNet(cfg)
     opt2 = torch.optim.Adam(resumed.parameters(), lr=1e-3, betas=(0.9, 0.99))
-    tensors, meta = ck.load_training_state(tmp_path / "s.safetensors")
+    tensors, meta = training_state.load_training_state(tmp_path / "s.safetensors")
     resumed.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
-    state = ck.optimizer_from_tensors(tensors, meta["optimizer"])
+    state = training_state.optimizer_from_tensors(tensors, meta["optimizer"])
     assert state["param_groups"][0]["betas"] == (0.9, 0.99)
     opt2.load_state_dict(state)
-    ck.rng_from_tensors(tensors, meta["rng"])
+    torch.set_rng_state(tensors["rng.torch"])
+    generator.set_state(tensors["rng.generator"])
     _step(resumed, opt2)
     for k, v in resumed.state_dict().items():
         assert torch.equal(v, expected[k]), k
-    assert (random.random(), float(np.random.rand()), float(torch.rand(()))) == expected_draws
+    assert (float(torch.rand((), generator=generator)), float(torch.rand(()))) == expected_draws
 
 
 def test_optimizer_tensor_lr_and_missing_tensor() -> None:
@@ -275,14 +298,14 @@ def test_optimizer_tensor_lr_and_missing_tensor() -> None:
     opt = torch.optim.Adam([p], lr=torch.tensor(0.01))
     p.grad = torch.ones(3)
     opt.step()
-    tensors, meta = ck.optimizer_to_tensors(opt.state_dict(), prefix="opt.")
+    tensors, meta = training_state.optimizer_to_tensors(opt.state_dict(), prefix="opt.")
     assert all(k.startswith("opt.") for k in tensors)
-    state = ck.optimizer_from_tensors(tensors, json.loads(json.dumps(meta)))
+    state = training_state.optimizer_from_tensors(tensors, json.loads(json.dumps(meta)))
     assert torch.equal(state["param_groups"][0]["lr"], torch.tensor(0.01))
     assert torch.equal(state["state"][0]["exp_avg"], opt.state_dict()["state"][0]["exp_avg"])
     tensors.pop("opt.state.0.exp_avg")
     with pytest.raises(ValueError, match="exp_avg"):
-        ck.optimizer_from_tensors(tensors, meta)
+        training_state.optimizer_from_tensors(tensors, meta)
 
 
 def test_load_model_refuses_a_different_degradation(tmp_path):

@@ -49,7 +49,7 @@ def colab(tmp_path_factory):
         sys.modules["google.colab"] = types.ModuleType("google.colab")  # what Colab's runtime has loaded
         exec(compile(open(sys.argv[1]).read(), "setup_cell", "exec"))
         import os, coldlib
-        from coldlib.checkpoints import checkpoint_dir
+        from coldlib.shipped import checkpoint_dir
         from coldlib.env import data_dir
         from coldlib.evaluation import mnist_cnn_features
         from coldlib.evaluation.classifier import load_shipped_classifier

@@ -20,7 +20,9 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from coldlib.checkpoints import load_model, load_training_state
+from coldlib.checkpoints import load_model
+
+from coldlib.training.state import load_training_state
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS = 10
@@ -222,7 +224,7 @@ def test_z_is_split_between_ranks_row_by_row():
 
 
 def test_a_state_from_another_process_count_resumes_with_a_warning(tmp_path):
-    from coldlib.checkpoints import save_training_state
+    from coldlib.training.state import save_training_state
     from tests.test_training import make_trainer
 
     first = make_trainer(tmp_path, steps=3)

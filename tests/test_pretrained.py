@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import coldlib.checkpoints as ck
+import coldlib.shipped as shipped
 from coldlib.degradations import preset
 from coldlib.training import describe_metrics, train_or_load, unet_preset_name
 from coldlib.unet import UNet, unet_preset
@@ -29,7 +30,7 @@ def folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "checkpoints"
     path.mkdir()
     monkeypatch.setenv("COLDLIB_CHECKPOINT_DIR", str(path))
-    monkeypatch.setattr(ck, "SHIPPED", {})  # register_shipped updates this dict in place
+    monkeypatch.setattr(shipped, "SHIPPED", {})  # register_shipped updates this dict in place
     return path
 
 
@@ -38,7 +39,7 @@ def _register_stand_in(folder: Path, name: str = "mnist_blur", task: str = "blur
     model = UNet(unet_preset("tiny", 1)).eval()
     path = ck.save_model(folder / name, model, preset("blur", "mnist"), data="stand-in, no training", steps=7,
                          train={"batch_size": 8, "grad_accum": 1}, metrics=METRICS)
-    ck.register_shipped(name, path, task=task, dataset=dataset)
+    shipped.register_shipped(name, path, task=task, dataset=dataset)
     return model
 
 

@@ -7,7 +7,7 @@ import shlex
 
 import pytest
 
-from coldlib.checkpoints import checkpoint_dir, read_registry
+from coldlib.shipped import checkpoint_dir, read_registry
 from coldlib.degradations import preset
 from coldlib.training import PRESET_DATASET, unet_preset_name
 from coldlib.recipes import PAPER_RECIPES, SHIPPED_RECIPES, command, paper_command, shipped_command

@@ -20,7 +20,6 @@ sidecar, and for the shipped copy also against :data:`SHIPPED_SHA256`) and never
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
@@ -31,12 +30,13 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import save as _st_save
 from torch import nn
 
 import coldlib
 
-from ..checkpoints import _atomic_write, _read_safetensors, _split_path, checkpoint_dir, sha256_of
+from ..checkpoints import read_checkpoint, sha256_of, write_checkpoint
+from ..data import load_images
+from ..shipped import checkpoint_dir
 
 __all__ = ["MnistCNN", "CLASSIFIER_FORMAT", "IMAGE_SHAPE", "FEATURE_DIM", "SHIPPED_NAME", "SHIPPED_SHA256",
            "LoadedClassifier", "train_classifier", "accuracy", "save_classifier", "load_classifier",
@@ -175,25 +175,16 @@ def accuracy(model: MnistCNN, images: torch.Tensor, labels: torch.Tensor, batch_
 def save_classifier(path_stem: str | Path, model: MnistCNN, info: dict[str, Any]) -> Path:
     """Write ``<stem>.safetensors`` (float32 weights) and ``<stem>.json`` (``info`` + format + SHA-256), atomically.
 
-    ``info`` should say what data it saw, the steps, the held-out accuracy.
+    ``info`` should say what data it saw, the steps, the held-out accuracy. The same writer as the restorers'
+    (:func:`coldlib.checkpoints.write_checkpoint`).
     """
     if not isinstance(model, MnistCNN):
         raise ValueError(f"save_classifier saves a coldlib MnistCNN; got {type(model).__name__}.")
-    tensors = {k: v.detach().to("cpu", torch.float32).contiguous().clone() for k, v in model.state_dict().items()}
-    weights, json_path = _split_path(path_stem)
-    payload = _st_save(tensors, metadata={"format": CLASSIFIER_FORMAT})
-    config = {"format": CLASSIFIER_FORMAT, "coldlib_version": coldlib.__version__,
-              "architecture": "MnistCNN: conv3x3(1->32)-pool, conv3x3(32->64)-pool, conv3x3(64->64)-pool, "
-                              f"fc(1024->{FEATURE_DIM}) features, fc({FEATURE_DIM}->10); input 1x32x32 in [-1, 1]",
-              "parameters": sum(p.numel() for p in model.parameters()), **info}
-    try:  # refuse before writing anything
-        json.dumps(config)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"info is not JSON-serialisable ({e}); pass plain numbers, strings, lists, dicts.") from e
-    _atomic_write(weights, payload)
-    config["sha256"] = sha256_of(weights)
-    _atomic_write(json_path, (json.dumps(config, indent=2) + "\n").encode())
-    return weights
+    sidecar = {"coldlib_version": coldlib.__version__,
+               "architecture": "MnistCNN: conv3x3(1->32)-pool, conv3x3(32->64)-pool, conv3x3(64->64)-pool, "
+                               f"fc(1024->{FEATURE_DIM}) features, fc({FEATURE_DIM}->10); input 1x32x32 in [-1, 1]",
+               "parameters": sum(p.numel() for p in model.parameters()), **info}
+    return write_checkpoint(path_stem, model.state_dict(), sidecar, fmt=CLASSIFIER_FORMAT)
 
 
 def load_classifier(path: str | Path, device: str | torch.device = "cpu",
@@ -203,28 +194,10 @@ def load_classifier(path: str | Path, device: str | torch.device = "cpu",
     The weights' SHA-256 must match the sidecar's (and ``expected_sha256``
     if given); missing, truncated or mismatched files raise ``FileNotFoundError``/``ValueError`` saying what to do.
     """
-    weights, json_path = _split_path(path)
     retrain = ("retrain it with `python -m coldlib.evaluation.classifier --out <stem>` or restore the shipped files "
                "(git checkout -- data/checkpoints/mnist_classifier.safetensors data/checkpoints/mnist_classifier.json)")
-    if not weights.is_file():
-        raise FileNotFoundError(f"no classifier weights at {weights}; {retrain}.")
-    if not json_path.is_file():
-        raise FileNotFoundError(f"the classifier's sidecar {json_path} is missing (a classifier is a .safetensors "
-                                f"file plus a .json beside it); {retrain}.")
-    try:
-        config = json.loads(json_path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"the classifier sidecar {json_path} is not valid JSON ({e}); {retrain}.") from e
-    if not isinstance(config, dict) or config.get("format") != CLASSIFIER_FORMAT:
-        found = config.get("format") if isinstance(config, dict) else type(config).__name__
-        raise ValueError(f"{json_path} is not a coldlib classifier config (format {found!r}, expected "
-                         f"{CLASSIFIER_FORMAT!r}); {retrain}.")
-    actual = sha256_of(weights)
-    for expected, source in ((config.get("sha256"), json_path.name), (expected_sha256, "expected_sha256")):
-        if expected is not None and actual != str(expected).strip().lower():
-            raise ValueError(f"{weights} has SHA-256 {actual} but {source} says {expected}: the file is corrupted, "
-                             f"truncated or from a different training run; {retrain}.")
-    tensors, _ = _read_safetensors(weights, "classifier")
+    tensors, config, _, weights = read_checkpoint(path, fmt=CLASSIFIER_FORMAT, what="classifier", fix=retrain,
+                                                  expected_sha256=expected_sha256)
     model = MnistCNN()
     expected_shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     found_shapes = {k: tuple(v.shape) for k, v in tensors.items()}
@@ -276,7 +249,6 @@ def _hardware() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m coldlib.evaluation.classifier --out data/checkpoints/mnist_classifier``: train, report, save."""
-    from ..data import load_images
 
     parser = argparse.ArgumentParser(prog="python -m coldlib.evaluation.classifier", description=(
         "Train the MNIST classifier behind FD_MNIST-CNN on the train split only, report its held-out accuracy "

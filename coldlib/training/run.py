@@ -21,7 +21,9 @@ import torch
 
 import coldlib
 
-from ..checkpoints import FORMAT, LoadedModel, checkpoint_dir, load_shipped, read_registry, registry_path
+from ..checkpoints import FORMAT, LoadedModel
+
+from ..shipped import checkpoint_dir, load_shipped, read_registry, registry_path
 from ..data import load_images
 from ..degradations import Degradation, preset
 from ..diffusion import ColdDiffusion
@@ -85,8 +87,8 @@ def train_or_load(name: str, *, task: str, dataset: str, steps: int, model: str 
                   **train_options: Any) -> LoadedModel:
     """Load the shipped checkpoint ``name``, or train a fresh restorer with the same recipe if it is absent.
 
-    *Loading.* If ``name`` is in the registry (``registry.json`` in :func:`coldlib.checkpoints.checkpoint_dir`),
-    the weights are verified against their SHA-256 and loaded with :func:`coldlib.checkpoints.load_shipped`;
+    *Loading.* If ``name`` is in the registry (``registry.json`` in :func:`coldlib.shipped.checkpoint_dir`),
+    the weights are verified against their SHA-256 and loaded with :func:`coldlib.shipped.load_shipped`;
     one line says what was loaded (UNet size, steps, training data, stored metrics). The recipe arguments
     are then not used. A registered entry whose ``task`` or ``dataset`` differs from the ones asked for, or
     whose file is damaged or missing, raises ``ValueError``/``FileNotFoundError`` with a fix.

@@ -27,16 +27,10 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
-from ..checkpoints import (
-    _split_path,
-    load_training_state,
-    optimizer_from_tensors,
-    optimizer_to_tensors,
-    save_model,
-    save_training_state,
-)
+from ..checkpoints import _split_path, save_model
 from ..degradations import map_z
 from ..diffusion import ColdDiffusion
+from .state import load_training_state, optimizer_from_tensors, optimizer_to_tensors, save_training_state
 
 __all__ = ["TrainConfig", "Trainer"]
 
