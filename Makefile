@@ -1,22 +1,35 @@
-# Cold Diffusion course: `make course` to learn, `make test` to check everything.
+# Cold Diffusion course: `make course` to learn, `make test` to check everything,
+# `make quick` for a fast developer loop (every test not marked slow).
 # Everything runs inside a local virtualenv ($(VENV)) holding coldlib (editable) and its dev extra.
+# Extra arguments: make course LAB_ARGS="--port 8890 --no-browser" (JupyterLab),
+#                  make test PYTEST_ARGS="-x -k blur" (pytest; also for make quick).
 
 PYTHON ?= python3
 VENV ?= .venv
 PYTEST_ARGS ?=
+LAB_ARGS ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Jupyter refuses to start as root (containers, cloud machines) without --allow-root: add it for root only.
+ALLOW_ROOT = $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: course test sync strip bench clean
+.PHONY: course test quick sync strip bench clean
 
-# The main job: open the notebooks in Jupyter Lab.
+# The main job: open the notebooks in JupyterLab.
+# The server's root is the repository, not notebooks/: jupytext's contents manager looks for
+# jupytext.toml only inside the server's root, and without it a save would write a different .py header.
+# The browser opens on notebooks/.
 course: $(STAMP)
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab --ServerApp.root_dir="$(CURDIR)" --LabApp.default_url=/lab/tree/notebooks $(ALLOW_ROOT) $(LAB_ARGS)
 
 # The whole suite: unit tests, then every notebook run top to bottom (nbval) in fast mode.
 # Extra pytest arguments: make test PYTEST_ARGS="-x -k blur"
 test: $(STAMP)
 	COLDLIB_FAST=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The developer loop: the same suite in fast mode without the tests marked slow (pytest -m "not slow").
+quick: $(STAMP)
+	COLDLIB_FAST=1 $(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 # Create the virtualenv and install coldlib with its dev extra; redone only when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -32,7 +45,8 @@ sync: $(STAMP)
 	$(if $(NB_IPYNB)$(NB_PY),$(BIN)/jupytext --sync $(NB_IPYNB) $(NB_PY),@echo "no notebooks to sync")
 
 # For authors: clear outputs, execution counts and widget state before committing the .ipynb files
-# (tests/test_notebook_hygiene.py checks this).
+# (tests/test_notebook_hygiene.py checks the committed and staged files; a learner's saved outputs in the
+# working tree are allowed).
 strip: $(STAMP)
 	$(BIN)/python -c 'import sys, nbformat; \
 	nbs = {p: nbformat.read(p, as_version=4) for p in sys.argv[1:]}; \

@@ -146,7 +146,7 @@ print("iterated blur == coldlib's closed form, for circular (MNIST) and reflect 
 # all 21 states were computed once, in one call, so the slider only swaps pictures.
 
 # %% tags=["nbval-ignore-output"]
-t_slider(blur_mnist, digits)
+t_slider(blur_mnist, digits, value=1)  # start at t = 1: by t = T/2 = 10 the digits are a flat dark grey
 
 # %% [markdown]
 # Without a live kernel (on GitHub, for instance) the slider shows nothing, so here are the same states
@@ -417,7 +417,7 @@ assert torch.allclose(noise(colour, 100, z_noise), a.sqrt() * colour + (1 - a).s
 print("noise: random without z, deterministic with a fixed z")
 
 # %% tags=["nbval-ignore-output"]
-t_slider(noise, colour, z=z_noise)
+t_slider(noise, colour, z=z_noise, value=50)  # start at t = 50: by t = T/2 the noise hides most of each photo
 
 # %%
 degradation_grid(noise, colour, [0, 25, 50, 100, 150, 200], z=z_noise)
