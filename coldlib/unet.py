@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["UNetConfig", "UNet", "UNET_PRESETS", "unet_preset"]
+__all__ = ["UNetConfig", "UNet", "UNET_PRESETS", "unet_preset", "unet_preset_name"]
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,17 @@ def unet_preset(name: str, channels: int) -> UNetConfig:
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 (grayscale) or 3 (RGB); got {channels}.")
     return UNetConfig(channels=channels, **UNET_PRESETS[name])
+
+
+def unet_preset_name(model_config: dict[str, Any]) -> str | None:
+    """The name of the preset ("tiny", "small", ...) a checkpoint's ``config["model"]`` matches, if any."""
+    channels = model_config.get("channels")
+    if channels not in (1, 3):
+        return None
+    for name in UNET_PRESETS:
+        if unet_preset(name, channels).to_dict() == {**model_config, "mults": tuple(model_config.get("mults", ()))}:
+            return name
+    return None
 
 
 def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:

@@ -74,9 +74,9 @@ from coldlib.degradations import preset
 from coldlib.diffusion import ColdDiffusion
 from coldlib.env import fast_mode, lesson_device, seed_everything
 from coldlib.plotting import labelled_rows
-from coldlib.training import train_or_load, unet_preset_name
+from coldlib.training import train_or_load
+from coldlib.unet import UNET_PRESETS, timestep_embedding, UNet, unet_preset, unet_preset_name
 from coldlib.training import TrainConfig, Trainer
-from coldlib.unet import UNET_PRESETS, UNet, timestep_embedding, unet_preset
 from coldlib.widgets import frame_slider, frames_over_t
 
 FAST = fast_mode()  # COLDLIB_FAST=1 (CI) shrinks the live training run and the fallback run of section 5

@@ -2,7 +2,6 @@
 # jupyter:
 #   jupytext:
 #     formats: ipynb,py:percent
-#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -78,12 +77,12 @@ from coldlib.data import load_images
 from coldlib.degradations import GaussianMask, preset
 from coldlib.diffusion import ColdDiffusion, compare_samplers
 from coldlib.env import fast_mode, lesson_device, seed_everything
-from coldlib.evaluation import FD_MNIST_CNN, check_no_mixing, evaluate_frechet
+from coldlib.evaluation import FD_MNIST_CNN, check_no_mixing
 from coldlib.evaluation import PAPER_TABLES, evaluate_restoration, rmse
 from coldlib.plotting import degradation_grid, labelled_rows, show_images
-from coldlib.training import train_or_load, unet_preset_name
+from coldlib.training import train_or_load
+from coldlib.unet import UNet, unet_preset, unet_preset_name
 from coldlib.training import TrainConfig, Trainer
-from coldlib.unet import UNet, unet_preset
 from coldlib.widgets import frame_slider, sampler_frames, t_slider
 
 FAST = fast_mode()  # COLDLIB_FAST=1 (CI): tiny training runs and a 32-image evaluation
@@ -350,8 +349,8 @@ for task, title in [("inpaint", "inpainting"), ("pixelate", "super-resolution")]
 # images, with one hole position per image drawn from a seeded generator and shared by every column. We
 # add one more column, **FD_MNIST-CNN**: the Fréchet distance between the features of the clean and the
 # restored images, taken from a small MNIST classifier that ships with the course
-# (`coldlib.evaluation.evaluate_frechet`, same generator, so the same images). It measures, like FID,
-# whether restorations *look like* real digits, but it is **not** the paper's FID, which uses an
+# (`evaluate_restoration(..., frechet="mnist-cnn")`, measured on the same images in the same pass). It
+# measures, like FID, whether restorations *look like* real digits, but it is **not** the paper's FID, which uses an
 # Inception network: the two have different scales and are never put in one table. The paper's FIDs
 # appear in a separate table below, for reference only.
 
@@ -361,10 +360,8 @@ models = {"inpaint": R_hole, "pixelate": R_pix}
 results = {}
 for task, R in models.items():
     x_eval = held_out.float(slice(0, n_eval[task])).to(device)
-    results[task] = evaluate_restoration(R, x_eval, batch_size=64, generator=torch.Generator().manual_seed(0))
-    fd = evaluate_frechet(R, x_eval, kind="mnist-cnn", batch_size=64, generator=torch.Generator().manual_seed(0))
-    for row, value in fd.items():
-        results[task][row][FD_MNIST_CNN] = value
+    results[task] = evaluate_restoration(R, x_eval, batch_size=64, generator=torch.Generator().manual_seed(0),
+                                         frechet="mnist-cnn")
     assert set(results[task]) == {"Degraded", "Direct", "Algorithm 1", "Algorithm 2"}
     print(f"{task}: measured on the first {n_eval[task]:,} of {len(held_out):,} held-out images")
 

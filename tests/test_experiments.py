@@ -1,4 +1,4 @@
-"""The training recipes: every shipped checkpoint's command matches what the checkpoint records."""
+"""coldlib.experiments: one record per task and dataset; every shipped checkpoint's command matches its record."""
 
 from __future__ import annotations
 
@@ -7,11 +7,22 @@ import shlex
 
 import pytest
 
+from coldlib.degradations import Degradation
+from coldlib.experiments import (
+    DATASET_ALIASES,
+    EXPERIMENTS,
+    command,
+    experiment,
+    list_presets,
+    paper_command,
+    paper_table,
+    preset,
+    shipped_command,
+    shipped_experiment,
+)
 from coldlib.shipped import checkpoint_dir, read_registry
-from coldlib.degradations import preset
-from coldlib.training import PRESET_DATASET, unet_preset_name
-from coldlib.recipes import PAPER_RECIPES, SHIPPED_RECIPES, command, paper_command, shipped_command
 from coldlib.training.cli import build_parser
+from coldlib.unet import unet_preset_name
 
 
 def _parse(line: str):
@@ -23,22 +34,43 @@ def _parse(line: str):
 @pytest.mark.parametrize("name", sorted(read_registry()))
 def test_every_shipped_checkpoint_has_its_recipe(name):
     entry = read_registry()[name]  # (the registry lists restorers; the classifier has its own file and CLI)
-    assert name in SHIPPED_RECIPES, f"add the command that trained {name} to coldlib.recipes.SHIPPED_RECIPES"
-    args = _parse(shipped_command(name))
+    args = _parse(shipped_command(name))  # fails with "no recipe" until its Experiment lists it in `shipped`
     sidecar = json.loads((checkpoint_dir() / entry["file"]).with_suffix(".json").read_text())
     train = sidecar["train"]
     assert (args.task, args.dataset) == (entry["task"], entry["dataset"])
+    assert shipped_experiment(name).key == (args.task, DATASET_ALIASES.get(args.dataset, args.dataset))
+    assert sidecar["degradation"] == preset(args.task, args.dataset).config() or args.task == "mixing"
     assert args.model == unet_preset_name(sidecar["model"])
     for field in ["steps", "batch_size", "grad_accum", "lr", "ema_start", "ema_every", "ema_decay", "flip"]:
         assert getattr(args, field) == train[field], f"{name}: --{field} differs from the checkpoint's record"
     assert sidecar["steps"] == args.steps
 
 
-@pytest.mark.parametrize("key", sorted(PAPER_RECIPES))
-def test_paper_recipes_parse_and_name_a_preset(key):
+@pytest.mark.parametrize("key", sorted(k for k, e in EXPERIMENTS.items() if e.paper_recipe))
+def test_paper_recipes_parse_and_name_their_own_preset(key):
     args = _parse(paper_command(*key))
     assert args.task == key[0] and args.model == "paper" and args.out == f"runs/paper_{key[0]}_{key[1]}"
-    preset(args.task, args.preset_dataset or PRESET_DATASET.get(args.dataset, args.dataset))
+    assert experiment(args.task, args.preset_dataset or args.dataset) is EXPERIMENTS[key]
+
+
+@pytest.mark.parametrize("key", list_presets())
+def test_every_experiment_builds_its_degradation(key):
+    e = EXPERIMENTS[key]
+    D = preset(*key)
+    assert isinstance(D, Degradation) and D is not preset(*key)  # a fresh instance each time
+    assert D.config() == e.degradation().config()
+    assert e.image_size in (32, 64, 128)
+
+
+def test_views_and_aliases():
+    assert paper_table("blur", "mnist")["Direct"] == {"FID": 5.10, "SSIM": 0.757, "RMSE": 0.142}
+    assert paper_table("snow", "cifar10") is None  # Table 4's numbers were not found
+    assert experiment("snow", "photos") is EXPERIMENTS["snow", "cifar10"]
+    assert preset("blur", "fashion_mnist").config() == preset("blur", "mnist").config()
+    with pytest.raises(ValueError, match="no preset for task='blur', dataset='svhn'.*blur/mnist"):
+        preset("blur", "svhn")
+    with pytest.raises(ValueError, match="trains no model"):
+        paper_command("noise", "mnist")  # our MNIST generators have no paper recipe
 
 
 def test_commands():

@@ -15,8 +15,8 @@ import torch
 import coldlib.checkpoints as ck
 import coldlib.shipped as shipped
 from coldlib.degradations import preset
-from coldlib.training import describe_metrics, train_or_load, unet_preset_name
-from coldlib.unet import UNet, unet_preset
+from coldlib.training import describe_metrics, train_or_load
+from coldlib.unet import UNet, unet_preset, unet_preset_name
 
 _DATA = Path(os.environ.get("COLDLIB_DATA_DIR", "") or "/nonexistent")
 needs_mnist = pytest.mark.skipif(not (_DATA / "MNIST" / "raw").is_dir(),

@@ -131,7 +131,7 @@ def test_cli_killed_run_resumes_to_the_same_weights(tmp_path):
     assert state.exists(), "the run should have written a checkpoint before being killed"
     rerun = subprocess.run(_cli(tmp_path / "killed", steps, tmp_path / "killed_model"), env=env, check=True,
                            capture_output=True, text=True, cwd=tmp_path)
-    resumed = re.search(r"resumed at step (\d+)", rerun.stdout)
+    resumed = re.search(r"resuming \S+ at step (\d+)", rerun.stdout)
     assert resumed and 0 < int(resumed[1]) < steps, rerun.stdout  # killed mid-way, not after the end
 
     a = load_model(tmp_path / "straight_model")

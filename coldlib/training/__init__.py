@@ -1,10 +1,11 @@
 """Training a restorer: the trainer, its resumable state, the one training pipeline and its command line.
 
 ``python -m coldlib.training --task blur --dataset mnist --steps 20000 --out runs/x`` trains from the shell
-(``torchrun --nproc_per_node=N -m coldlib.training ...`` on N GPUs or CPU processes).
+(``torchrun --nproc_per_node=N -m coldlib.training ...`` on N GPUs or CPU processes); :func:`train` is the same
+pipeline from Python, and :func:`train_or_load` is what the lessons call.
 """
 
-from .run import PRESET_DATASET, describe_metrics, train_or_load, unet_preset_name
+from .run import describe_metrics, train, train_or_load
 from .trainer import TrainConfig, Trainer
 
-__all__ = ["TrainConfig", "Trainer", "train_or_load", "describe_metrics", "unet_preset_name", "PRESET_DATASET"]
+__all__ = ["TrainConfig", "Trainer", "train", "train_or_load", "describe_metrics"]

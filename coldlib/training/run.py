@@ -1,7 +1,11 @@
-"""Train-or-load: use the course's shipped model when it is there, else train one with the same recipe.
+"""The one training pipeline, and train-or-load for the lessons.
+
+:func:`train` is what ``python -m coldlib.training`` runs and what :func:`train_or_load` calls when there is no
+shipped model: data, degradation (the paper's preset, or one you pass), a seeded UNet, the :class:`Trainer`
+(resuming a run folder), an optional held-out evaluation, a report and an exported checkpoint.
 
 Full-quality restorers take hours on a CPU, so the course ships a few trained ones in ``data/checkpoints``
-(registered, with their SHA-256, in ``registry.json``; see :mod:`coldlib.checkpoints`). :func:`train_or_load`
+(registered, with their SHA-256, in ``registry.json``; see :mod:`coldlib.shipped`). :func:`train_or_load`
 loads the shipped model ``name`` if it is registered and verified. If it is not registered (a fork without
 the files, or a lesson run before the models were trained), it says so and trains a fresh model with the
 same recipe for the number of steps you ask for, so a lesson always runs to the end; only the quality of
@@ -11,43 +15,158 @@ error, not a reason to train silently: the message says how to fix it.
 
 from __future__ import annotations
 
+import json
+import platform
 import time
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 
 import coldlib
 
 from ..checkpoints import FORMAT, LoadedModel
-
-from ..shipped import checkpoint_dir, load_shipped, read_registry, registry_path
-from ..data import load_images
-from ..degradations import Degradation, preset
+from ..data import ImageSet, load_images
+from ..degradations import Degradation, ImageMixing
 from ..diffusion import ColdDiffusion
 from ..env import pick_device
+from ..evaluation import evaluate_restoration
+from ..experiments import experiment
+from ..shipped import checkpoint_dir, load_shipped, read_registry, registry_path
+from ..unet import UNET_PRESETS, UNet, unet_preset, unet_preset_name
 from .trainer import TrainConfig, Trainer
-from ..unet import UNET_PRESETS, UNet, unet_preset
 
-__all__ = ["train_or_load", "unet_preset_name", "describe_metrics", "PRESET_DATASET"]
+__all__ = ["train", "train_or_load", "describe_metrics"]
 
-#: Datasets that borrow another dataset's degradation preset (as ``python -m coldlib.training`` does): the
-#: offline colour photos use the CIFAR-10 settings (32 px), FashionMNIST uses MNIST's.
-PRESET_DATASET = {"photos": "cifar10", "fashion_mnist": "mnist"}
+_CONFIG_FIELDS = {f.name for f in fields(TrainConfig)} - {"steps"}
 
 
-def unet_preset_name(model_config: dict[str, Any]) -> str | None:
-    """The name of the UNet preset ("tiny", "small", ...) a checkpoint's ``config["model"]`` matches, if any.
+def _rank() -> tuple[int, int]:
+    """(world size, rank) of an initialised torch.distributed group, else (1, 0)."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size(), dist.get_rank()
+    return 1, 0
+
+
+def _hardware(device: torch.device, world: int) -> str:
+    what = (torch.cuda.get_device_name(device) if device.type == "cuda"
+            else f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads")
+    return f"{world} processes × {what}" if world > 1 else what
+
+
+def _mixing_pool(D: Degradation, mix_with: str | None, mix_classes: list[int] | None, split: str,
+                 image_size: int | None) -> tuple[Degradation, str | None]:
+    """Animorphosis: ``D`` (an ImageMixing) with a pool of ``mix_with`` images of ``split``, and their source."""
+    if not isinstance(D, ImageMixing):
+        if mix_with:
+            raise ValueError(f"mix_with is for the mixing task (animorphosis); {D!r} mixes nothing in.")
+        return D, None
+    if not mix_with:
+        raise ValueError("the mixing task needs the images to mix in: pass mix_with=DATASET (--mix-with) and "
+                         "mix_classes to pick labels, e.g. --dataset mnist --classes 8 --mix-with mnist "
+                         "--mix-classes 0.")
+    pool = load_images(mix_with, split, image_size=image_size, classes=mix_classes)
+    return ImageMixing(D.T, pool=pool.float()), pool.source
+
+
+def train(task: str, dataset: str, *, steps: int, model: str = "small", out_dir: str | Path | None = None,
+          export: str | Path | None = None, image_size: int | None = None, limit: int | None = None,
+          classes: list[int] | None = None, degradation: Degradation | None = None, preset_dataset: str | None = None,
+          mix_with: str | None = None, mix_classes: list[int] | None = None, loss: str = "l1", eval_images: int = 0,
+          device: str | torch.device | None = None, progress: bool = True, **config: Any) -> tuple[LoadedModel, dict]:
+    """Train a restorer for ``task`` on ``dataset`` for ``steps`` optimizer steps; return ``(model, report)``.
+
+    The degradation is ``preset(task, preset_dataset or dataset)`` (the paper's setting), or ``degradation``
+    (same type and T, e.g. an :class:`ImageMixing` with a pool of your own). ``config`` takes the other
+    :class:`TrainConfig` fields (``batch_size``, ``grad_accum``, ``lr``, ``ema_*``, ``seed``, ``flip``,
+    ``mixed_precision``, ``compile``, ...). The UNet preset ``model`` is initialised from ``seed`` without
+    touching the caller's random state. With ``out_dir`` the run keeps ``out_dir/state.safetensors`` (calling
+    again resumes it) and ``report.json``; with ``export`` the EMA weights are saved as a checkpoint. With
+    ``eval_images`` > 0 that many held-out images are scored with every sampler before export.
+
+    Under ``torchrun`` (a process group already initialised by the caller) every rank calls it; rank 0
+    evaluates and writes. Returns the EMA model as a :class:`LoadedModel` (``path`` is the export, or None)
+    and the report (steps, wall time, metrics).
     """
-    channels = model_config.get("channels")
-    if channels not in (1, 3):
-        return None
-    for name in UNET_PRESETS:
-        if unet_preset(name, channels).to_dict() == {**model_config, "mults": tuple(model_config.get("mults", ()))}:
-            return name
-    return None
+    unknown = sorted(set(config) - _CONFIG_FIELDS)
+    if unknown:
+        raise ValueError(f"unknown training settings {unknown}; TrainConfig has {sorted(_CONFIG_FIELDS)}.")
+    train_config = TrainConfig(steps=steps, **config)  # validates every setting before any data is read
+    if model not in UNET_PRESETS:
+        raise ValueError(f"unknown UNet preset {model!r}; choose one of {sorted(UNET_PRESETS)}.")
+    if isinstance(eval_images, bool) or not isinstance(eval_images, int) or eval_images < 0:
+        raise ValueError(f"eval_images must be an int >= 0 (held-out images to score); got {eval_images!r}.")
+    D = experiment(task, preset_dataset or dataset).degradation()  # fails early, listing the presets, on a typo
+    if degradation is not None:
+        if not isinstance(degradation, Degradation) or type(degradation) is not type(D) or degradation.T != D.T:
+            raise ValueError(f"degradation must be of type {type(D).__name__} with T={D.T}, like the preset for "
+                             f"{task}/{preset_dataset or dataset}; got {degradation!r}.")
+        D = degradation
+    device = pick_device() if device is None else torch.device(device)
+    world, rank = _rank()
+    if world > 1 and rank != 0:
+        dist.barrier()  # rank 0 downloads (if needed) before the others read the files
+    train_set = load_images(dataset, "train", image_size=image_size, limit=limit, classes=classes)
+    data_note = train_set.source
+    if degradation is None:
+        D, mixed_in = _mixing_pool(D, mix_with, mix_classes, "train", image_size)
+        if mixed_in:
+            data_note += f"; mixed with: {mixed_in}"
+    held_out: ImageSet | None = None
+    if rank == 0 and eval_images > 0:  # loaded now, so a bad eval_images fails before training, not after
+        held_out = load_images(dataset, "test", image_size=image_size, limit=eval_images, classes=classes)
+    if world > 1 and rank == 0:
+        dist.barrier()
+    if train_set.images.shape[0] < train_config.batch_size:
+        raise ValueError(f"{len(train_set)} training images are fewer than batch_size={train_config.batch_size}.")
+    unet_config = unet_preset(model, int(train_set.images.shape[1]))
+    with torch.random.fork_rng(devices=[]):  # seeded initial weights; the caller's random state is untouched
+        torch.manual_seed(train_config.seed)
+        net = UNet(unet_config)
+    diffusion = ColdDiffusion(net.to(device), D, loss=loss)
+    run_dir = Path(out_dir).expanduser() if out_dir is not None else None
+    trainer = Trainer(diffusion, train_set.images, train_config, out_dir=run_dir, device=device, data_note=data_note)
+    resumed = run_dir is not None and trainer.resume()
+    where = str(device) if world == 1 else (f"{world} processes ({dist.get_backend()}, global batch "
+                                            f"{world * train_config.batch_size}), rank 0 on {device}")
+    if rank == 0:
+        print(f"{'resuming ' + str(run_dir) + ' at step ' + str(trainer.step) if resumed else 'new run'}: {D!r}, "
+              f"UNet '{model}' ({net.num_parameters():,} parameters), {steps:,} steps of batch "
+              f"{train_config.batch_size}×{train_config.grad_accum}, lr {train_config.lr:g}, on {where}; data: "
+              f"{train_set.source}", flush=True)
+    start = time.perf_counter()
+    trainer.train(progress=progress)
+    seconds = time.perf_counter() - start
+    report: dict[str, Any] = {"steps": trainer.step, "wall_seconds_this_session": round(seconds, 1),
+                              "wall_seconds_all_sessions": round(trainer.train_seconds, 1)}
+    if world > 1:
+        report["processes"] = world
+    ema = trainer.ema.eval()
+    info = {"format": FORMAT, "coldlib_version": coldlib.__version__, "model": unet_config.to_dict(),
+            "degradation": D.config(), "data": data_note, "steps": trainer.step,
+            "train": {**asdict(train_config), "wall_seconds": round(trainer.train_seconds, 1)}, "metrics": None,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "hardware": _hardware(device, world)}
+    if rank != 0:  # rank 0 evaluates and writes; the others are done once training is
+        return LoadedModel(ema, D, info, None), report
+    if held_out is not None:
+        D_eval = D if degradation is not None else _mixing_pool(D, mix_with, mix_classes, "test", image_size)[0]
+        report["metrics"] = evaluate_restoration(ColdDiffusion(ema, D_eval, loss=loss), held_out.float().to(device),
+                                                 generator=torch.Generator().manual_seed(1234))
+        report["held_out"] = f"{len(held_out)} images: {held_out.source}"
+        info["metrics"] = report["metrics"]
+    if run_dir is not None:
+        (run_dir / "report.json").write_text(json.dumps(report, indent=2))
+    final = sum(trainer.losses[-20:]) / max(1, len(trainer.losses[-20:]))
+    print(f"trained {trainer.step:,} steps in {seconds:.0f} s this session; mean L1 loss of the last "
+          f"{min(20, len(trainer.losses))} steps: {final:.4f}", flush=True)
+    path = None
+    if export is not None:
+        path = trainer.export(export, metrics=report.get("metrics"), hardware=info["hardware"])
+        print(f"exported {path}", flush=True)
+    return LoadedModel(ema, D, info, path), report
 
 
 def describe_metrics(metrics: dict[str, dict[str, float]] | None) -> str:
@@ -93,33 +212,17 @@ def train_or_load(name: str, *, task: str, dataset: str, steps: int, model: str 
     are then not used. A registered entry whose ``task`` or ``dataset`` differs from the ones asked for, or
     whose file is damaged or missing, raises ``ValueError``/``FileNotFoundError`` with a fix.
 
-    *Training.* Otherwise one line says why, and a UNet preset ``model`` is trained for ``steps`` optimizer
-    steps on ``load_images(dataset, "train", limit=limit)`` with ``preset(task, dataset)`` (the photos use the
-    CIFAR-10 preset), batch ``batch_size``, Adam ``lr``, and any further :class:`~coldlib.training.TrainConfig`
-    field in ``train_options`` (``grad_accum``, ``ema_start``, ...). ``classes`` keeps only those labels of the
-    dataset; ``degradation`` replaces the preset (e.g. animorphosis: ``ImageMixing(T, pool=...)`` with the
-    images to mix in, lesson 06_generation). The weights are initialised from
-    ``seed`` without touching the global random state. Nothing is written unless ``out_dir`` is given: then
-    the run keeps ``out_dir/state.safetensors`` (so calling again resumes it) and exports the EMA weights to
-    ``out_dir/<name>.safetensors``.
+    *Training.* Otherwise one line says why, and :func:`train` runs with these arguments (a UNet preset
+    ``model``, ``steps`` optimizer steps on ``load_images(dataset, "train", limit=limit, classes=classes)``,
+    the preset degradation or ``degradation``, batch ``batch_size``, Adam ``lr``, and any further
+    :class:`~coldlib.training.TrainConfig` field in ``train_options``). Nothing is written unless ``out_dir``
+    is given: then the run keeps ``out_dir/state.safetensors`` (so calling again resumes it) and exports the
+    EMA weights to ``out_dir/<name>.safetensors``.
 
     Either way the result is a :class:`~coldlib.checkpoints.LoadedModel` (EMA weights, eval mode, on
-    ``device``) whose ``config`` has the same keys as a checkpoint's ``.json`` (``model``, ``degradation``,
-    ``data``, ``steps``, ``train``, ``metrics``, ...). ``path`` is ``None`` for a model trained in memory.
+    ``device``) whose ``config`` has the same keys as a checkpoint's ``.json``.
     """
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive int (optimizer steps for a fresh run); got {steps!r}.")
-    if model not in UNET_PRESETS:
-        raise ValueError(f"unknown UNet preset {model!r}; choose one of {sorted(UNET_PRESETS)}.")
-    device = pick_device() if device is None else torch.device(device)
-    preset_dataset = PRESET_DATASET.get(dataset, dataset)
-    D = preset(task, preset_dataset)  # fails early, with the list of presets, on a typo
-    if degradation is not None:
-        if not isinstance(degradation, Degradation) or type(degradation) is not type(D) or degradation.T != D.T:
-            raise ValueError(f"degradation must be of type {type(D).__name__} with T={D.T}, like preset({task!r}, "
-                             f"{preset_dataset!r}); got {degradation!r}.")
-        D = degradation
-
+    D = experiment(task, dataset).degradation()  # fails early, with the list of presets, on a typo
     registry = read_registry()  # re-read: a checkpoint registered after import counts too
     if name in registry:
         entry = registry[name]
@@ -128,54 +231,20 @@ def train_or_load(name: str, *, task: str, dataset: str, steps: int, model: str 
         if mismatched:
             raise ValueError(f"the shipped checkpoint {name!r} in {registry_path()} has {', '.join(mismatched)}; "
                              "ask for the matching task and dataset, or pick another name.")
-        loaded = load_shipped(name, device=device)
+        loaded = load_shipped(name, device=pick_device() if device is None else device)
         print(_describe_loaded(name, loaded), flush=True)
-        if loaded.degradation.config() != D.config():
-            print(f"note: its degradation differs from preset({task!r}, {preset_dataset!r}) = {D!r}; the "
+        if loaded.degradation.config() != (degradation or D).config():
+            print(f"note: its degradation differs from the one asked for ({degradation or D!r}); the "
                   "checkpoint's own degradation is used.", flush=True)
         return loaded
-
     where = registry_path()
     why = (f"{where} does not exist" if not where.is_file() else f"{where} has no entry {name!r} (it has: "
            f"{', '.join(sorted(registry)) or 'none'})")
-    train_set = load_images(dataset, "train", limit=limit, classes=classes)
-    if train_set.images.shape[0] < batch_size:
-        raise ValueError(f"{len(train_set)} training images are fewer than batch_size={batch_size}.")
-    channels = int(train_set.images.shape[1])
-    unet_config = unet_preset(model, channels)
-    with torch.random.fork_rng(devices=[]):  # seeded initial weights; the caller's random state is untouched
-        torch.manual_seed(seed)
-        net = UNet(unet_config)
-    diffusion = ColdDiffusion(net.to(device), D)
-    config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed, **train_options)
-    run_dir = Path(out_dir).expanduser() if out_dir is not None else None
-    trainer = Trainer(diffusion, train_set.images, config, out_dir=run_dir, device=device, data_note=train_set.source)
-    resumed = run_dir is not None and trainer.resume()
     print(f"no shipped checkpoint {name!r} ({why}; shipped checkpoints live in {checkpoint_dir()}), so "
-          f"training a fresh one: UNet {model} with {net.num_parameters():,} parameters, {D!r}, "
-          f"{steps:,} steps of batch {batch_size}×{config.grad_accum}, lr {lr:g}, on {device}"
-          + (f"; resuming {run_dir} at step {trainer.step}" if resumed else "") + ".", flush=True)
-    start = time.perf_counter()
-    trainer.train(steps, progress=progress)
-    seconds = time.perf_counter() - start
-    ema = trainer.ema.eval()
-    train_settings = {**asdict(config), "wall_seconds": round(seconds, 1)}
-    path = None
-    if run_dir is not None:
-        path = trainer.export(run_dir / name)
-    info = {
-        "format": FORMAT,
-        "coldlib_version": coldlib.__version__,
-        "model": unet_config.to_dict(),
-        "degradation": D.config(),
-        "data": train_set.source,
-        "steps": trainer.step,
-        "train": train_settings,
-        "metrics": None,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "hardware": None,
-    }
-    final = sum(trainer.losses[-20:]) / max(1, len(trainer.losses[-20:]))
-    print(f"trained {trainer.step:,} steps in {seconds:.0f} s; mean L1 loss of the last "
-          f"{min(20, len(trainer.losses))} steps: {final:.4f}" + (f"; saved {path}" if path else ""), flush=True)
-    return LoadedModel(ema, D, info, path)
+          "training a fresh one.", flush=True)
+    run_dir = Path(out_dir).expanduser() if out_dir is not None else None
+    loaded, _ = train(task, dataset, steps=steps, model=model, out_dir=run_dir,
+                      export=None if run_dir is None else run_dir / name, limit=limit, classes=classes,
+                      degradation=degradation, device=device, progress=progress, batch_size=batch_size, lr=lr,
+                      seed=seed, **train_options)
+    return loaded
