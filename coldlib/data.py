@@ -1,7 +1,7 @@
 """Image datasets for the course: torchvision downloads, a user's folder, and offline sources.
 
 One entry point, :func:`load_images`, returns an :class:`ImageSet` (compact uint8 images plus a one-line
-``source`` that says exactly what data it is), and :func:`make_loader` turns it into float batches in [-1, 1].
+``source`` that says exactly what data it is); ``images.float()`` gives float batches in [-1, 1].
 Where the data lives is decided by :func:`coldlib.env.data_dir`; downloads go through torchvision's own
 code and are never attempted when ``COLDLIB_OFFLINE`` is set.
 """
@@ -340,47 +340,3 @@ def load_images(
         result = _keep_classes(result, list(classes), limit_after)
     _announce(result.source)
     return result
-
-
-def make_loader(
-    imageset: ImageSet,
-    batch_size: int,
-    shuffle: bool = True,
-    flip: bool = False,
-    generator: torch.Generator | None = None,
-    drop_last: bool = True,
-    num_workers: int = 0,
-) -> torch.utils.data.DataLoader:
-    """A DataLoader that yields float32 batches in [-1, 1] of shape (B, C, H, W), without labels.
-
-    ``flip`` applies a random horizontal flip per image (the paper's augmentation for colour data).
-    ``generator`` drives both the shuffle and the flips, so a seeded generator gives reproducible epochs.
-    """
-    if not isinstance(imageset, ImageSet):
-        raise ValueError(f"make_loader expects an ImageSet from load_images, got {type(imageset).__name__}.")
-    _positive_int(batch_size, "batch_size")
-    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
-        raise ValueError(f"num_workers must be an int >= 0, got {num_workers!r}.")
-    if drop_last and len(imageset) < batch_size:
-        raise ValueError(f"batch_size={batch_size} exceeds the {len(imageset)} images, so drop_last=True would yield "
-                         "no batches; lower batch_size or pass drop_last=False.")
-
-    return torch.utils.data.DataLoader(
-        torch.utils.data.TensorDataset(imageset.images), batch_size=batch_size, shuffle=shuffle,
-        drop_last=drop_last, generator=generator, collate_fn=_ToFloat(flip, generator), num_workers=num_workers,
-    )
-
-
-class _ToFloat:
-    """Collate uint8 images into a float [-1, 1] batch, optionally flipping each image left-right at random."""
-
-    def __init__(self, flip: bool, generator: torch.Generator | None) -> None:
-        self.flip, self.generator = flip, generator
-
-    def __call__(self, batch: list[tuple[torch.Tensor]]) -> torch.Tensor:
-        x = torch.stack([b[0] for b in batch]).float() / 127.5 - 1.0
-        if self.flip:  # worker processes use their own (seeded) global RNG instead of a copied generator
-            gen = self.generator if torch.utils.data.get_worker_info() is None else None
-            mask = torch.rand(len(x), generator=gen) < 0.5
-            x[mask] = x[mask].flip(-1)
-        return x

@@ -18,7 +18,7 @@ import torchvision
 from PIL import Image
 
 from coldlib import data
-from coldlib.data import ImageSet, load_images, make_loader
+from coldlib.data import ImageSet, load_images
 
 _SHARED = os.environ.get("COLDLIB_DATA_DIR", "")
 _RAW = Path(_SHARED) / "MNIST" / "raw" if _SHARED else None
@@ -280,35 +280,8 @@ def _asymmetric_set(n: int = 10) -> ImageSet:
     return ImageSet(images, torch.arange(n), "test images")
 
 
-def test_make_loader_batches():
-    imgs = _asymmetric_set(10)
-    batches = list(make_loader(imgs, batch_size=4, shuffle=False))
-    assert len(batches) == 2 and all(b.shape == (4, 3, 4, 4) and b.dtype == torch.float32 for b in batches)
-    assert torch.equal(torch.cat(batches), imgs.float()[:8])
-    assert len(list(make_loader(imgs, batch_size=4, shuffle=False, drop_last=False))) == 3
-
-
-def test_make_loader_shuffle_and_flip_are_reproducible():
-    imgs = _asymmetric_set(10)
-    run = lambda seed: torch.cat(list(make_loader(imgs, 5, flip=True, generator=torch.Generator().manual_seed(seed))))
-    a, b, c = run(0), run(0), run(1)
-    assert torch.equal(a, b) and not torch.equal(a, c)
-    reference = imgs.float()
-    flipped = kept = 0
-    for x in a:
-        kept += any(torch.equal(x, r) for r in reference)
-        flipped += any(torch.equal(x, r.flip(-1)) for r in reference)
-    assert kept + flipped == 10 and kept > 0 and flipped > 0
-
-
-def test_make_loader_and_imageset_errors():
+def test_imageset_errors_and_repr():
     imgs = _asymmetric_set(3)
-    with pytest.raises(ValueError, match="drop_last"):
-        make_loader(imgs, batch_size=4)
-    with pytest.raises(ValueError, match="batch_size"):
-        make_loader(imgs, batch_size=0)
-    with pytest.raises(ValueError, match="ImageSet"):
-        make_loader(torch.zeros(3, 1, 4, 4), batch_size=1)
     with pytest.raises(ValueError, match="uint8"):
         ImageSet(torch.zeros(3, 1, 4, 4), None, "floats are not allowed")
     with pytest.raises(ValueError, match="labels"):

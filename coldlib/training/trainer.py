@@ -82,11 +82,6 @@ def _distributed() -> tuple[int, int]:
     return 1, 0
 
 
-def _slice_z(z, lo: int, hi: int):
-    """Rows ``lo:hi`` of a degradation's ``z``: None, a tensor, or a NamedTuple of tensors (SnowField)."""
-    return map_z(z, lambda f: f[lo:hi])
-
-
 class Trainer:
     """Trains ``diffusion.model`` on ``images`` (uint8 or [-1, 1] float, (N, C, H, W)).
 
@@ -214,10 +209,6 @@ class Trainer:
         x = x.to(self.device, non_blocking=True)
         return x.contiguous(memory_format=torch.channels_last) if self.config.channels_last else x
 
-    def next_batch(self) -> torch.Tensor:
-        """This process's ``batch_size`` clean images of a fresh (global) batch, on the device."""
-        return self._to_train_device(self._global_images()[self._mine()])
-
     def next_micro_batch(self) -> tuple[torch.Tensor, torch.Tensor, object]:
         """``(x0, t, z)`` for this process: its slice of a global batch's images, steps and degradation ``z``."""
         x = self._global_images()
@@ -225,7 +216,7 @@ class Trainer:
         z = self.diffusion.degradation.draw_z(x.cpu(), self.generator)
         if self.world_size > 1:
             mine = self._mine()
-            x, t, z = x[mine], t[mine], _slice_z(z, mine.start, mine.stop)
+            x, t, z = x[mine], t[mine], map_z(z, lambda f: f[mine])
         return self._to_train_device(x), t.to(self.device), map_z(z, lambda f: f.to(self.device))
 
     def train_step(self) -> float:
