@@ -5,7 +5,7 @@ Lesson: 00_setup_and_tour (the lesson map and the "Open in Colab" badges at the 
 This module is the ONE place that holds the repository address. If the course is hosted elsewhere (a
 fork, another branch or a release tag), change :data:`REPO` and :data:`BRANCH` here, then paste
 :func:`colab_badge_markdown` into each notebook's header and :func:`colab_setup_cell` as its first code
-cell; ``tests/test_plotting_widgets.py`` checks that every notebook agrees with this module. (The notebooks
+cell; ``tests/test_course.py`` checks that every notebook agrees with this module. (The notebooks
 cannot import it for those two cells: in Colab they run before coldlib is installed.)
 """
 

@@ -110,7 +110,14 @@ def _missing_help(what: str, looked_for: list[Path], reason: str) -> str:
 def _torchvision(make, needed: list[Path], allow: bool, reason_no: str) -> tuple[object | None, str]:
     """Build a torchvision dataset from files on disk, else download it when allowed; return (dataset or None, why not)."""
     if all(p.exists() for p in needed):
-        return make(False), ""
+        try:
+            return make(False), ""
+        except RuntimeError as err:  # torchvision's integrity (md5) check; its message suggests download=True
+            folder = needed[0].parent
+            raise RuntimeError(f"the files in {folder} are all present but torchvision rejects them ("
+                               f"{str(err).split('.')[0]}): at least one is corrupted, truncated or another "
+                               f"version. Delete {folder} and let torchvision download it again (with a network, "
+                               "COLDLIB_OFFLINE unset), or copy intact official files there.") from err
     if not allow:
         return None, reason_no
     try:
@@ -124,6 +131,14 @@ def _mnist_like(name: str, split: str, size: int, limit: int | None, allow: bool
     cls = getattr(torchvision.datasets, cls_name)  # looked up at call time (tests replace it)
     root, raw = data_dir(), data_dir() / cls_name / "raw"
     needed = [raw / Path(f).stem for f, _ in cls.resources]
+    if not all(p.is_file() for p in needed) and all(p.with_suffix(".gz").is_file() or p.is_file() for p in needed):
+        # the official files, still compressed (as torchvision downloads them): read them without a network
+        prefix = "train" if split == "train" else "t10k"
+        images = _read_idx(raw / f"{prefix}-images-idx3-ubyte", "image")[:, None]
+        labels = _read_idx(raw / f"{prefix}-labels-idx1-ubyte", "label")
+        source = (f"{title} ({raw}, official .gz files): official {'training' if split == 'train' else 'test'} split, "
+                  f"{len(images):,} images")
+        return _finish(images, labels, source, size, limit)
     ds, reason = _torchvision(lambda dl: cls(str(root), train=split == "train", download=dl), needed, allow, reason_no)
     if ds is not None:
         images, labels = ds.data[:, None], ds.targets

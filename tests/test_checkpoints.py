@@ -259,6 +259,7 @@ def _step(model: UNet, opt: torch.optim.Optimizer) -> None:
     opt.step()
 
 
+@pytest.mark.slow
 def test_resume_is_exact(tmp_path: Path) -> None:
     torch.manual_seed(0)
     cfg = unet_preset("tiny", 1)

@@ -66,17 +66,20 @@ def colab(tmp_path_factory):
     return {"tmp": tmp, "site": site, "before": before, "after": set(os.listdir(site)), **result}
 
 
+@pytest.mark.slow
 def test_coldlib_is_installed_from_the_clone_not_editable(colab):
     assert Path(colab["coldlib"]).is_relative_to(colab["site"]), colab["coldlib"]
     assert not any(name.startswith("__editable__") for name in colab["after"])
 
 
+@pytest.mark.slow
 def test_shipped_checkpoints_and_data_are_found_in_the_clone(colab):
     clone = colab["tmp"] / "content" / "course"
     assert Path(colab["checkpoints"]) == clone / "data" / "checkpoints"
     assert Path(colab["data"]) == clone / "data"
 
 
+@pytest.mark.slow
 def test_nothing_colab_ships_is_reinstalled(colab):
     added = {name.split("-")[0].lower() for name in colab["after"] - colab["before"]}
     assert "coldlib" in added

@@ -84,6 +84,7 @@ def test_registered_but_missing_file_raises(folder: Path) -> None:
 
 
 @needs_mnist
+@pytest.mark.slow
 def test_trains_when_absent_and_writes_nothing(folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLDLIB_OFFLINE", "1")

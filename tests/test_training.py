@@ -45,6 +45,7 @@ def params(module: torch.nn.Module) -> torch.Tensor:
     return torch.cat([p.detach().flatten() for p in module.state_dict().values()])
 
 
+@pytest.mark.slow
 def test_loss_decreases_on_a_tiny_problem():
     trainer = make_trainer(steps=30, lr=3e-3)
     x0 = trainer.images.float() / 127.5 - 1
@@ -66,6 +67,7 @@ def test_ema_is_reset_before_start_then_averages():
 
 
 @pytest.mark.parametrize("degradation", [None, GaussianMask(10, kernel_std=0.1)], ids=["blur", "random-mask"])
+@pytest.mark.slow
 def test_resume_continues_exactly(tmp_path, degradation):
     straight = make_trainer(tmp_path / "a", degradation=degradation)
     straight.train(progress=False)
@@ -105,6 +107,7 @@ def _cli(out: Path, steps: int, export: Path | None = None) -> list[str]:
     return cmd + (["--export", str(export)] if export else [])
 
 
+@pytest.mark.slow
 def test_cli_killed_run_resumes_to_the_same_weights(tmp_path):
     from PIL import Image
 
@@ -144,19 +147,41 @@ def test_cli_killed_run_resumes_to_the_same_weights(tmp_path):
     (["--task", "mixing", "--preset-dataset", "mnist"], "needs the images to mix in"),
     (["--task", "blur", "--mix-with", "photos"], "is for --task mixing"),
 ])
-def test_cli_mixing_arguments(tmp_path, monkeypatch, extra, match):
+def test_cli_mixing_arguments(tmp_path, monkeypatch, capsys, extra, match):
     from coldlib.training.cli import main
 
     monkeypatch.setenv("COLDLIB_OFFLINE", "1")
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(SystemExit) as exit_:  # argparse-style: the message on stderr, exit status 2, no traceback
         main(["--dataset", "photos", "--limit", "8", "--steps", "1", "--out", str(tmp_path), *extra])
+    assert exit_.value.code == 2 and re.search(match, capsys.readouterr().err)
 
 
-def test_cli_checks_eval_images_before_training(tmp_path, monkeypatch):
+def test_cli_checks_eval_images_before_training(tmp_path, monkeypatch, capsys):
     from coldlib.training.cli import main
 
     monkeypatch.setenv("COLDLIB_OFFLINE", "1")
-    with pytest.raises(ValueError, match="only 844 images are available"):
+    with pytest.raises(SystemExit) as exit_:
         main(["--task", "decolor", "--dataset", "photos", "--limit", "8", "--steps", "1", "--eval-images", "5000",
               "--out", str(tmp_path)])
+    assert exit_.value.code == 2 and "only 844 images are available" in capsys.readouterr().err
+
+
+def test_cli_refuses_bad_arguments_before_reading_data(tmp_path, monkeypatch, capsys):
+    from coldlib.training.cli import main
+
+    monkeypatch.setenv("COLDLIB_DATA_DIR", str(tmp_path / "no-data-here"))  # reading data would fail differently
+    (tmp_path / "a_file").write_text("x")
+    for argv, match in [(["--task", "blurr", "--dataset", "mnist"], "no preset for task='blurr'"),
+                        (["--task", "blur", "--dataset", "mnst"], "no preset for task='blur', dataset='mnst'"),
+                        (["--task", "blur", "--dataset", "mnist", "--steps", "0"], "--steps: must be a positive"),
+                        (["--task", "blur", "--dataset", "mnist", "--ema-decay", "1.5"], "ema_decay must be in"),
+                        (["--task", "blur", "--dataset", "mnist", "--lr", "-1"], "--lr: must be a positive"),
+                        (["--task", "blur", "--dataset", "mnist", "--out", str(tmp_path / "a_file")],
+                         "is an existing file")]:
+        argv = argv if "--out" in argv else [*argv, "--out", str(tmp_path / "run")]
+        with pytest.raises(SystemExit) as exit_:
+            main(argv)
+        err = capsys.readouterr().err
+        assert exit_.value.code == 2 and match in err and "Traceback" not in err, (argv, err)
+        assert not (tmp_path / "run").exists()
     assert not (tmp_path / "state.safetensors").exists()  # failed before the first step

@@ -61,13 +61,7 @@ def _mixing_pool(D: Degradation, mix_with: str | None, mix_classes: list[int] | 
                  image_size: int | None) -> tuple[Degradation, str | None]:
     """Animorphosis: ``D`` (an ImageMixing) with a pool of ``mix_with`` images of ``split``, and their source."""
     if not isinstance(D, ImageMixing):
-        if mix_with:
-            raise ValueError(f"mix_with is for the mixing task (animorphosis); {D!r} mixes nothing in.")
         return D, None
-    if not mix_with:
-        raise ValueError("the mixing task needs the images to mix in: pass mix_with=DATASET (--mix-with) and "
-                         "mix_classes to pick labels, e.g. --dataset mnist --classes 8 --mix-with mnist "
-                         "--mix-classes 0.")
     pool = load_images(mix_with, split, image_size=image_size, classes=mix_classes)
     return ImageMixing(D.T, pool=pool.float()), pool.source
 
@@ -105,6 +99,12 @@ def train(task: str, dataset: str, *, steps: int, model: str = "small", out_dir:
             raise ValueError(f"degradation must be of type {type(D).__name__} with T={D.T}, like the preset for "
                              f"{task}/{preset_dataset or dataset}; got {degradation!r}.")
         D = degradation
+    elif isinstance(D, ImageMixing) and not mix_with:
+        raise ValueError("the mixing task needs the images to mix in: pass mix_with=DATASET (--mix-with) and "
+                         "mix_classes to pick labels, e.g. --dataset mnist --classes 8 --mix-with mnist "
+                         "--mix-classes 0.")
+    if mix_with and not isinstance(D, ImageMixing):
+        raise ValueError(f"mix_with (--mix-with) is for --task mixing (animorphosis); {D!r} mixes nothing in.")
     device = pick_device() if device is None else torch.device(device)
     world, rank = _rank()
     if world > 1 and rank != 0:
