@@ -119,6 +119,19 @@ def pick_device(prefer: str | None = None) -> torch.device:
     return torch.device("cpu")
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes in bfloat16 natively (AVX512-BF16 or AMX-BF16).
+
+    Only then is bf16 autocast faster than fp32 for training on the CPU; without it PyTorch emulates bf16 and
+    a training step gets many times slower (measured on an AVX2-only CPU: ``bench/bench_training.py``).
+    """
+    capabilities = getattr(torch.cpu, "get_capabilities", None)  # PyTorch 2.6+; older releases: assume not
+    if capabilities is None:
+        return False
+    found = capabilities()
+    return bool(found.get("avx512_bf16") or found.get("amx_bf16"))
+
+
 def seed_everything(seed: int) -> torch.Generator:
     """Seed Python's ``random``, NumPy and torch (CPU and all CUDA devices) and return a seeded CPU Generator.
 

@@ -185,3 +185,16 @@ def test_cli_refuses_bad_arguments_before_reading_data(tmp_path, monkeypatch, ca
         assert exit_.value.code == 2 and match in err and "Traceback" not in err, (argv, err)
         assert not (tmp_path / "run").exists()
     assert not (tmp_path / "state.safetensors").exists()  # failed before the first step
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_mixed_precision_uses_bf16_on_a_cpu_only_where_it_is_native(monkeypatch, native):
+    from coldlib.training import trainer as trainer_module
+
+    monkeypatch.setattr(trainer_module, "cpu_has_native_bf16", lambda: native)
+    cpu = torch.device("cpu")
+    auto = trainer_module._autocast_dtype(TrainConfig(mixed_precision="auto"), cpu)
+    assert auto == (torch.bfloat16 if native else None)
+    assert trainer_module._autocast_dtype(TrainConfig(mixed_precision="no"), cpu) is None
+    assert trainer_module._autocast_dtype(TrainConfig(mixed_precision="bf16"), cpu) == torch.bfloat16
+

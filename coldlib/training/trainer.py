@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 from ..checkpoints import _split_path, save_model
 from ..degradations import map_z
 from ..diffusion import ColdDiffusion
+from ..env import cpu_has_native_bf16
 from .state import load_training_state, optimizer_from_tensors, optimizer_to_tensors, save_training_state
 
 __all__ = ["TrainConfig", "Trainer"]
@@ -50,7 +51,7 @@ class TrainConfig:
     checkpoint_every: int = 500
     seed: int = 0
     flip: bool = False
-    mixed_precision: str = "auto"  # "auto": bf16 on CUDA when supported, else fp32; or "bf16" / "no"
+    mixed_precision: str = "auto"  # "auto": bf16 on CUDA and on CPUs with native bf16, else fp32; "bf16" / "no"
     channels_last: bool = True
     compile: bool = False
 
@@ -72,7 +73,9 @@ def _autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | 
         return torch.bfloat16
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
         return torch.bfloat16
-    return None  # bf16 autocast on CPUs is usually slower than fp32
+    if device.type == "cpu" and cpu_has_native_bf16():  # emulated bf16 is far slower than fp32
+        return torch.bfloat16
+    return None
 
 
 def _distributed() -> tuple[int, int]:
