@@ -30,6 +30,13 @@ from .degradations import Degradation, check_images, check_steps
 __all__ = ["ColdDiffusion", "Trajectory", "METHODS", "SAMPLER_NAMES", "compare_samplers"]
 
 METHODS = ("direct", "naive", "improved")
+
+#: The loose bound on sampler inputs x_t (``|x_t| <= XT_LIMIT``). Clean images are checked strictly (in
+#: [-1, 1]), but x_t is a degraded state, and noise and mixing legitimately leave [-1, 1]: x_T of
+#: :class:`GaussianNoise` is about N(0, 1), whose largest value in a big batch is 5 or so, and a mix of two
+#: images reaches sqrt(2). No degradation of [-1, 1] images comes near 10, while images left in [0, 255]
+#: (uint8 data turned into floats with ``x.float()`` but not rescaled) almost always go past it.
+XT_LIMIT = 10.0
 #: How tables and figures name each sampler.
 SAMPLER_NAMES = {"direct": "Direct", "naive": "Algorithm 1", "improved": "Algorithm 2"}
 
@@ -64,14 +71,45 @@ class ColdDiffusion(nn.Module):
     def T(self) -> int:
         return self.degradation.T
 
+    def _check_input(self, x: Any, name: str, limit: float) -> torch.Tensor:
+        """Check a batch for the restorer: images (see :func:`check_images`), then the model's dtype and device.
+
+        Nothing is converted: a float64 batch for float32 weights is an error that says to call ``.float()``.
+        """
+        x = check_images(x, channels=self.degradation.channels, name=name, limit=limit,
+                         owner=type(self.degradation).__name__)
+        weight = next((p for p in self.model.parameters() if p.is_floating_point()), None)
+        if weight is None:  # a model without weights (a stand-in) takes what it is given
+            return x
+        if x.device != weight.device:
+            raise ValueError(f"{name} is on {x.device} but the restorer's weights are on {weight.device}; move the "
+                             f"images with {name}.to({str(weight.device)!r}) (or the model with "
+                             f".to({str(x.device)!r})).")
+        if x.dtype != weight.dtype:
+            fix = f"{name}.float()" if weight.dtype == torch.float32 else f"{name}.to({weight.dtype})"
+            raise ValueError(f"{name} has dtype {x.dtype} but the restorer's weights are {weight.dtype}; call {fix} "
+                             "first (nothing is converted for you).")
+        return x
+
+    def _restore(self, xt: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
+        """``R(x_t, t)``, checked to be a batch shaped like ``x_t``."""
+        x0_hat = self.model(xt, steps)
+        if not isinstance(x0_hat, torch.Tensor) or x0_hat.shape != xt.shape:
+            got = tuple(x0_hat.shape) if isinstance(x0_hat, torch.Tensor) else type(x0_hat).__name__
+            raise ValueError(f"the restorer must return x̂0 shaped like its input x_t {tuple(xt.shape)}; got {got}. "
+                             "Check that the model's channels match the images'.")
+        return x0_hat
+
     def forward(self, x0: torch.Tensor) -> torch.Tensor:
         return self.loss(x0)
 
     def loss(self, x0: torch.Tensor, t: torch.Tensor | None = None, z: Any = None,
              generator: torch.Generator | None = None) -> torch.Tensor:
         """``|R(D(x0, t), t) - x0|`` averaged, with ``t ~ U{1..T}`` per image unless given.
+
+        ``x0`` must be clean images in [-1, 1] of the model's dtype and device (``ValueError`` otherwise).
         """
-        x0 = check_images(x0, channels=self.degradation.channels)
+        x0 = self._check_input(x0, "x0", limit=1.0)
         if t is None:
             gen_device = generator.device if generator is not None else x0.device
             t = torch.randint(1, self.T + 1, (x0.shape[0],), generator=generator, device=gen_device)
@@ -82,7 +120,7 @@ class ColdDiffusion(nn.Module):
         # matrices and masks would lose digits in bf16, and it costs little next to the network.
         with torch.no_grad(), torch.autocast(x0.device.type, enabled=False):
             xt = self.degradation(x0, t, z)
-        pred = self.model(xt, t)
+        pred = self._restore(xt, t)
         if self.loss_type == "l1":
             return F.l1_loss(pred.float(), x0.float())
         return F.mse_loss(pred.float(), x0.float())
@@ -90,8 +128,9 @@ class ColdDiffusion(nn.Module):
     @torch.no_grad()
     def predict_x0(self, xt: torch.Tensor, t: int | torch.Tensor) -> torch.Tensor:
         """The restorer's estimate of the clean image from ``x_t``."""
+        xt = self._check_input(xt, "xt", limit=XT_LIMIT)
         steps = check_steps(t, xt.shape[0], self.T, xt.device)
-        return self.model(xt, steps)
+        return self._restore(xt, steps)
 
     @torch.no_grad()
     def sample(self, xt: torch.Tensor, t: int | torch.Tensor | None = None, *, method: str = "improved",
@@ -110,7 +149,9 @@ class ColdDiffusion(nn.Module):
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}; got {method!r}.")
         D = self.degradation
-        xt = check_images(xt, channels=D.channels, name="xt")
+        # x_t is a degraded state (noise leaves [-1, 1]): only the loose bound XT_LIMIT applies. The steps
+        # below degrade the restorer's x̂0, which may overshoot [-1, 1], with the unchecked D.degrade.
+        xt = self._check_input(xt, "xt", limit=XT_LIMIT)
         if isinstance(t, float):
             raise ValueError(f"t (the step x_t was degraded to) must be an int in 0..{self.T}; got {t!r}.")
         starts = check_steps(self.T if t is None else t, xt.shape[0], self.T, xt.device)
@@ -124,13 +165,13 @@ class ColdDiffusion(nn.Module):
         x, top = xt, int(starts.max())
         states, preds, steps = [x], [], [top]
         if method == "direct":  # one pass, each image at its own step
-            x0_hat = self.model(x, starts)
+            x0_hat = self._restore(x, starts)
             x = torch.where((starts > 0)[:, None, None, None], x0_hat, x)
             states, preds, steps = [xt, x], [x0_hat], [top, 0]
         for s in range(top, 0, -1) if method != "direct" else ():
             active = (starts >= s)[:, None, None, None]
             s_now = torch.full_like(starts, s)
-            x0_hat = self.model(x, s_now)
+            x0_hat = self._restore(x, s_now)
             if reestimate_z:
                 z = D.estimate_z(x, x0_hat, s_now)
             previous = D.degrade(x0_hat, s_now - 1, z)
@@ -154,16 +195,18 @@ class ColdDiffusion(nn.Module):
         candidate. Returns a long tensor (B,).
         """
         D = self.degradation
-        x = check_images(x, channels=D.channels, name="x")
+        x = self._check_input(x, "x", limit=XT_LIMIT)  # a degraded image: the loose bound, as in sample
         options = list(range(1, self.T + 1)) if candidates is None else [int(c) for c in candidates]
         if not options or min(options) < 1 or max(options) > self.T:
             raise ValueError(f"candidates must be steps in 1..{self.T}; got {candidates!r}.")
         if z is None and D.draw_z(x[:1]) is not None:
             raise ValueError(f"{type(D).__name__} has a random ingredient z; pass the z to estimate t.")
+        if z is not None:
+            D.check_z(z, x)
         errors = []
         for s in options:
             steps = torch.full((x.shape[0],), s, device=x.device, dtype=torch.long)
-            errors.append((D.degrade(self.model(x, steps), steps, z) - x).abs().mean(dim=(1, 2, 3)))
+            errors.append((D.degrade(self._restore(x, steps), steps, z) - x).abs().mean(dim=(1, 2, 3)))
         best = torch.stack(errors).argmin(dim=0)
         return torch.tensor(options, device=x.device)[best]
 

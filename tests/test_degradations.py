@@ -44,7 +44,10 @@ def make(kind: str, dataset: str) -> Degradation:
 
 
 def channels_for(D: Degradation) -> int:
-    return D.channels or 3
+    """RGB where the degradation takes it (``channels`` is None, an int, or a tuple of accepted counts)."""
+    if D.channels is None or isinstance(D.channels, int):
+        return D.channels or 3
+    return 3 if 3 in D.channels else D.channels[0]
 
 
 # ---------------------------------------------------------------- closed form == iterated reference

@@ -4,6 +4,9 @@ What every operator shares.
 
 A degradation maps clean images ``x0`` (float, shape (B, C, H, W), values in [-1, 1]) and integer steps
 ``t`` in ``0..T`` (one per image) to degraded images on the same device and dtype, with ``D(x0, 0) == x0``.
+Calling ``D(x0, t)`` checks all of that, the value range and the channel counts the degradation declares
+(``channels``) included; the samplers, which degrade a restorer's prediction x̂0 that may overshoot [-1, 1],
+call the unchecked :meth:`Degradation.degrade` after checking their own inputs.
 Some degradations need a random ingredient ``z`` (a hole position, a snow pattern, a noise image, a second
 image to mix in). ``draw_z`` draws it; a sampler draws it once and keeps it fixed along a trajectory, which
 is what Algorithm 2 needs (it compares ``D(x̂0, t, z)`` with ``D(x̂0, t - 1, z)``). Left out, a fresh ``z``
@@ -16,16 +19,43 @@ and a batch may mix steps freely.
 from __future__ import annotations
 
 import abc
+import math
 from typing import Any
 
 import torch
 
-__all__ = ["Degradation", "check_images", "check_steps", "map_z"]
+__all__ = ["Degradation", "check_images", "check_steps", "map_z", "CLEAN_TOLERANCE"]
+
+#: How far outside [-1, 1] a clean image may stray: float round-off (of a resize, of ``x / 127.5 - 1``), no more.
+CLEAN_TOLERANCE = 1e-3
+
+_CONVERT = "Convert uint8 data in [0, 255] with x.float() / 127.5 - 1, and data in [0, 1] with x * 2 - 1."
+_PREDICTION_HINT = (" To degrade a restorer's prediction x̂0, which may overshoot [-1, 1], call "
+                    "D(x0_hat, t, z, check_range=False).")
 
 
-def check_images(x: Any, *, channels: int | None = None, name: str = "x0") -> torch.Tensor:
+def _channels_text(channels: int | tuple[int, ...]) -> str:
+    if isinstance(channels, int):
+        return f"{channels} channel(s)"
+    counts = [str(c) for c in channels]
+    return (" or ".join(counts) if len(counts) < 3 else ", ".join(counts[:-1]) + " or " + counts[-1]) + " channels"
+
+
+def _accepts(channels: int | tuple[int, ...] | None, c: int) -> bool:
+    if channels is None:
+        return True
+    return c == channels if isinstance(channels, int) else c in channels
+
+
+def check_images(x: Any, *, channels: int | tuple[int, ...] | None = None, name: str = "x0",
+                 limit: float | None = None, owner: str = "this degradation", hint: str = "") -> torch.Tensor:
     """Check that ``x`` is a finite float batch shaped (B, C, H, W); raise ``ValueError`` otherwise.
 
+    ``channels`` is the channel count ``x`` must have: an int, a tuple of the accepted counts, or ``None``
+    (any). ``limit`` bounds the values: ``1`` requires clean images in [-1, 1] (up to
+    :data:`CLEAN_TOLERANCE` of round-off), a larger number is a loose sanity bound ``|x| <= limit`` for
+    degraded states (noise leaves [-1, 1]), and ``None`` checks no range (outputs of a network, which may
+    overshoot). ``owner`` names who needs the channels, and ``hint`` is added to a range error, for the message.
     Nothing is clamped or converted silently: the message says how to fix it.
     """
     if not isinstance(x, torch.Tensor):
@@ -38,14 +68,24 @@ def check_images(x: Any, *, channels: int | None = None, name: str = "x0") -> to
             f"{name} must be a floating-point tensor with values in [-1, 1]; got dtype {x.dtype}. "
             "Convert uint8 images with x.float() / 127.5 - 1."
         )
-    if channels is not None and x.shape[1] != channels:
-        raise ValueError(f"{name} must have {channels} channel(s) for this degradation; got {x.shape[1]} "
+    if not _accepts(channels, x.shape[1]):
+        raise ValueError(f"{name} must have {_channels_text(channels)} for {owner}; got {x.shape[1]} "
                          f"(shape {tuple(x.shape)}).")
     if x.shape[0] == 0:
         raise ValueError(f"{name} is an empty batch (shape {tuple(x.shape)}); pass at least one image.")
-    if not bool(torch.isfinite(x).all()):
-        bad = "NaN" if bool(torch.isnan(x).any()) else "infinite"
+    if x.numel() == 0:
+        raise ValueError(f"{name} has no pixels (shape {tuple(x.shape)}); pass images of at least 1x1.")
+    lo, hi = torch.stack(torch.aminmax(x)).tolist()  # one pass and one device sync for all value checks
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        bad = "NaN" if math.isnan(lo) or math.isnan(hi) else "infinite"
         raise ValueError(f"{name} contains {bad} values; degradations need finite images in [-1, 1].")
+    if limit is not None and max(-lo, hi) > limit + CLEAN_TOLERANCE:
+        if limit <= 1:
+            raise ValueError(f"{name} must have values in [-{limit:g}, {limit:g}] (clean images); got values from "
+                             f"{lo:.4g} to {hi:.4g}. {_CONVERT}{hint}")
+        raise ValueError(f"{name} has values from {lo:.4g} to {hi:.4g}, beyond ±{limit:g}: no degradation of "
+                         f"images in [-1, 1] goes that far, so these look like unconverted [0, 255] data; work "
+                         f"with images in [-1, 1]. {_CONVERT}{hint}")
     return x
 
 
@@ -95,12 +135,14 @@ class Degradation(abc.ABC):
 
     Attributes:
         T: the number of steps; ``t = T`` is the most degraded state.
-        channels: the channel count the operator needs, or ``None`` for any.
+        channels: the channel counts the operator accepts: an int, a tuple of ints, or ``None`` for any.
+            Every built-in degradation declares it; :meth:`__call__` (and the training loss and samplers)
+            refuse other counts with a ``ValueError``.
         schedule: named per-step parameters, each a float64 tensor of length ``T + 1`` (entry 0 is t = 0).
     """
 
     T: int
-    channels: int | None = None
+    channels: int | tuple[int, ...] | None = None
     schedule: dict[str, torch.Tensor]
 
     def __init__(self, T: int) -> None:
@@ -109,22 +151,47 @@ class Degradation(abc.ABC):
         self.T = T
         self.schedule = {}
 
-    def __call__(self, x0: torch.Tensor, t: int | torch.Tensor, z: Any = None) -> torch.Tensor:
-        """Return ``D(x0, t)`` (with the random ingredient ``z`` if the degradation has one)."""
-        x0 = check_images(x0, channels=self.channels)
+    def __call__(self, x0: torch.Tensor, t: int | torch.Tensor, z: Any = None, *,
+                 check_range: bool = True) -> torch.Tensor:
+        """Return ``D(x0, t)`` (with the random ingredient ``z`` if the degradation has one).
+
+        ``x0`` must be clean images in [-1, 1] with a channel count the degradation accepts. To degrade a
+        restorer's prediction ``x̂0``, which may overshoot [-1, 1] (the samplers do), pass
+        ``check_range=False``: shape, channels and finiteness are still checked, the range is not.
+        """
+        self.check_ready()
+        x0 = check_images(x0, channels=self.channels, limit=1.0 if check_range else None,
+                          owner=type(self).__name__, hint=_PREDICTION_HINT)
         steps = check_steps(t, x0.shape[0], self.T, x0.device)
         if z is None:
             z = self.draw_z(x0)
         else:
             self.check_z(z, x0)
-        return self.degrade(x0, steps, z)
+        out = self.degrade(x0, steps, z)
+        if not isinstance(out, torch.Tensor):
+            raise TypeError(f"{type(self).__name__}.degrade returned a {type(out).__name__}; it must return the "
+                            "degraded batch, a tensor shaped like x0.")
+        return out
+
+    def check_ready(self) -> None:
+        """Raise ``ValueError`` if the object was never set up by ``Degradation.__init__`` (no valid ``T``)."""
+        T = getattr(self, "T", None)
+        if isinstance(T, bool) or not isinstance(T, int) or T < 1:
+            raise ValueError(f"{type(self).__name__} has no valid T (got {T!r}): call super().__init__(T) in its "
+                             "__init__ before using it.")
 
     def draw_z(self, x0: torch.Tensor, generator: torch.Generator | None = None) -> Any:
         """Draw the random ingredient for a batch like ``x0``; ``None`` for deterministic degradations."""
         return None
 
     def check_z(self, z: Any, x0: torch.Tensor) -> None:
-        """Raise ``ValueError`` if ``z`` does not fit the batch ``x0``. Override where ``z`` is used."""
+        """Raise ``ValueError`` if ``z`` does not fit the batch ``x0``. Override where ``z`` is used.
+
+        The default refuses any ``z`` if the class does not draw one (it would be silently ignored).
+        """
+        if type(self).draw_z is Degradation.draw_z:
+            raise ValueError(f"{type(self).__name__} has no random ingredient z, so a z would be ignored; pass "
+                             f"z=None (got a {type(z).__name__}).")
 
     def estimate_z(self, xt: torch.Tensor, x0_hat: torch.Tensor, t: torch.Tensor) -> Any:
         """The ``z`` that would make ``D(x0_hat, t, z) = xt``, for samplers that re-estimate it at every step.

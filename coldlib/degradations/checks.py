@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .base import Degradation, map_z
+from .base import Degradation, check_images, map_z
 
 __all__ = ["PropertyResult", "check_degradation"]
 
@@ -27,6 +27,13 @@ class PropertyResult:
         return f"[{'ok' if self.passed else 'FAIL'}] {self.name}: {self.detail}"
 
 
+def _default_channels(channels: int | tuple[int, ...] | None) -> int:
+    """The channel count of the default test batch: RGB (3) where the degradation accepts it."""
+    if channels is None:
+        return 3
+    if isinstance(channels, int):
+        return channels
+    return 3 if 3 in channels else channels[0]
 
 
 def check_degradation(D: Degradation, x: torch.Tensor | None = None, *, raise_on_failure: bool = True,
@@ -34,11 +41,20 @@ def check_degradation(D: Degradation, x: torch.Tensor | None = None, *, raise_on
     """Check the properties the samplers rely on; raise ``ValueError`` listing every failure.
 
     ``x`` defaults to a seeded batch of 4 random images of D's channel count
-    at 32×32 in [-1, 1]; pass real images to check on data.
+    at 32×32 in [-1, 1]; pass real images (in [-1, 1]) to check on data. ``D`` must be an instance of a
+    :class:`Degradation` subclass (``TypeError`` otherwise).
     """
+    if not isinstance(D, Degradation):
+        what = (f"the class {D.__name__} itself, not an instance; pass one, e.g. {D.__name__}(10)"
+                if isinstance(D, type) and issubclass(D, Degradation) else f"a {type(D).__name__}")
+        raise TypeError(f"check_degradation needs a coldlib Degradation instance; got {what}. Write your operator "
+                        "as a subclass of coldlib.degradations.Degradation that calls super().__init__(T) and "
+                        "implements degrade(self, x0, t, z).")
+    D.check_ready()
     if x is None:
         g = torch.Generator().manual_seed(0)
-        x = torch.rand(4, D.channels or 3, 32, 32, generator=g) * 2 - 1
+        x = torch.rand(4, _default_channels(D.channels), 32, 32, generator=g) * 2 - 1  # in [-1, 1)
+    check_images(x, channels=D.channels, name="x", limit=1.0, owner=type(D).__name__)
     z = D.draw_z(x, torch.Generator().manual_seed(1))
     T = D.T
     results: list[PropertyResult] = []

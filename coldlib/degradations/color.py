@@ -19,7 +19,7 @@ __all__ = ["Decolorize"]
 class Decolorize(Degradation):
     """``D(x, t) = (1 - t/T)·x + (t/T)·gray(x)`` for RGB images."""
 
-    channels = 3
+    channels = 3  # RGB only: a grey (1-channel) image has no colour to fade, others no defined grey
 
     def __init__(self, T: int) -> None:
         super().__init__(T)

@@ -31,6 +31,8 @@ class GaussianMask(Degradation):
     ``z`` (random mode) is a long tensor (B, 2) of window offsets in 0..H, 0..W.
     """
 
+    channels = None  # any count: the same mask multiplies every channel
+
     def __init__(self, T: int, kernel_std: float, initial_mask: float = 11.0, random_position: bool = True) -> None:
         super().__init__(T)
         if not kernel_std > 0:
@@ -112,6 +114,8 @@ class InpaintGeneration(Degradation):
     ``D(x, T) = c`` exact (their ``a_0`` reaches 0.993 in the corners). At ``t = T`` the image is the colour
     alone, so sampling starts from a random colour: ``z`` is the (B, C, 1, 1) colour tensor.
     """
+
+    channels = None  # any count: the fill colour has one value per channel
 
     def __init__(self, T: int, kernel_std: float, initial_mask: float = 1.0) -> None:
         super().__init__(T)

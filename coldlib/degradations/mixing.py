@@ -32,11 +32,13 @@ class ImageMixing(Degradation):
     """Animorphosis: mix ``x0`` towards a second image ``z``; ``pool`` (N, C, H, W) supplies random ones.
     """
 
+    channels = None  # any count: z has the shape of x0
+
     def __init__(self, T: int, pool: torch.Tensor | None = None) -> None:
         super().__init__(T)
         self.alpha_bar = cosine_alpha_bar(T)
         self.schedule = {"alpha_bar": self.alpha_bar}
-        self.pool = None if pool is None else check_images(pool, name="pool")
+        self.pool = None if pool is None else check_images(pool, name="pool", limit=1.0)
 
     def config(self) -> dict[str, Any]:
         return {"type": type(self).__name__, "T": self.T}  # the pool of images is data, not config
@@ -53,6 +55,8 @@ class ImageMixing(Degradation):
         return self.pool[idx.to(self.pool.device)].to(device=x0.device, dtype=x0.dtype)
 
     def check_z(self, z: Any, x0: torch.Tensor) -> None:
+        # no range check: besides images of the pool, z may be one solved by estimate_z, which can lie far
+        # outside [-1, 1] when x̂0 is poor (that z still puts D(x̂0, t, z) exactly back on x_t)
         check_images(z, name="z")
         if z.shape != x0.shape:
             raise ValueError(f"z must have the same shape as x0 {tuple(x0.shape)}; got {tuple(z.shape)}.")

@@ -26,6 +26,8 @@ __all__ = ["SeparableLinear", "GaussianBlur", "Pixelate", "gaussian_kernel1d", "
 class SeparableLinear(Degradation):
     """A degradation of the form ``A_t · x · B_tᵀ``; subclasses give the per-size composite matrices."""
 
+    channels = None  # any count: every channel is transformed on its own
+
     def __init__(self, T: int) -> None:
         super().__init__(T)
         self._cache: dict[tuple[int, torch.device, torch.dtype], torch.Tensor] = {}

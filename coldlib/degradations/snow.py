@@ -36,6 +36,10 @@ class Snow(Degradation):
     τ = 0.55 and σ = 20.
     """
 
+    # White flakes: the same amount is added to every channel, which means "whiter" for grey (1 channel)
+    # and RGB (3) images only; 2 or 4 channels (e.g. an alpha channel) have no white to add.
+    channels = (1, 3)
+
     def __init__(self, T: int, *, threshold: tuple[float, float] = (1.15, 0.70),
                  motion_sigma: tuple[float, float] = (0.05, 16.0), loc: float = 0.55, scale: float = 0.3,
                  zoom: float = 2.5, motion_taps: int = 11) -> None:
@@ -71,9 +75,19 @@ class Snow(Degradation):
 
     def check_z(self, z: Any, x0: torch.Tensor) -> None:
         b, _, h, w = x0.shape
-        if not isinstance(z, SnowField) or z.field.shape != (b, 1, h, w) or z.vertical.shape != (b,):
-            raise ValueError(f"z must be a SnowField(field (B, 1, H, W), vertical (B,)) for a batch shaped "
-                             f"{tuple(x0.shape)}; draw one with D.draw_z(x0).")
+        field, vertical = (z.field, z.vertical) if isinstance(z, SnowField) else (None, None)
+        fits = (isinstance(field, torch.Tensor) and isinstance(vertical, torch.Tensor) and field.is_floating_point()
+                and vertical.dtype == torch.bool and field.shape == (b, 1, h, w) and vertical.shape == (b,))
+        if not fits:
+            def describe(f: Any) -> str:
+                return f"{f.dtype} {tuple(f.shape)}" if isinstance(f, torch.Tensor) else type(f).__name__
+
+            got = (f"SnowField(field {describe(field)}, vertical {describe(vertical)})" if isinstance(z, SnowField)
+                   else type(z).__name__)
+            raise ValueError(f"z must be a SnowField(field: float (B, 1, H, W), vertical: bool (B,)) for a batch "
+                             f"shaped {tuple(x0.shape)}; got {got}. Draw one with D.draw_z(x0).")
+        if not bool(torch.isfinite(field).all()):
+            raise ValueError("z.field (the snow field) must be finite; draw one with D.draw_z(x0).")
 
     def motion_kernels(self, t: torch.Tensor, vertical: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """(B, 1, taps, taps) kernels: a 1-D Gaussian of each image's σ_t along its row or column."""
@@ -100,6 +114,8 @@ class Snow(Degradation):
         return blurred.view(b, 1, h, w)
 
     def degrade(self, x0: torch.Tensor, t: torch.Tensor, z: Any) -> torch.Tensor:
+        # like every other z, the field follows x0's device and dtype (one drawn on the CPU works on a GPU)
+        z = SnowField(z.field.to(device=x0.device, dtype=x0.dtype), z.vertical.to(x0.device))
         s = self.flakes(t, z)
         u = (x0 + 1) / 2
         snowy = 2 * (u + s + s.flip(-1, -2)).clamp(0, 1) - 1

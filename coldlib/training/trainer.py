@@ -117,7 +117,8 @@ class Trainer:
                 raise ValueError(f"images must be uint8 in [0, 255] or float in [-1, 1]; got dtype {images.dtype}. "
                                  "Convert [0, 255] integers with images.to(torch.uint8).")
             check_images(images, channels=diffusion.degradation.channels, name="images", limit=1.0,
-                         owner=type(diffusion.degradation).__name__)
+                         owner=type(diffusion.degradation).__name__,
+                         hint=" The Trainer also takes uint8 images in [0, 255] as they are.")
         else:
             check_images(images[:1].float(), channels=diffusion.degradation.channels, name="images",
                          owner=type(diffusion.degradation).__name__)  # shape and channels; the values all fit
