@@ -26,17 +26,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from .degradations import Degradation, check_images, check_steps
+from .degradations.base import LOOSE_LIMIT
 
 __all__ = ["ColdDiffusion", "Trajectory", "METHODS", "SAMPLER_NAMES", "compare_samplers"]
 
 METHODS = ("direct", "naive", "improved")
 
-#: The loose bound on sampler inputs x_t (``|x_t| <= XT_LIMIT``). Clean images are checked strictly (in
-#: [-1, 1]), but x_t is a degraded state, and noise and mixing legitimately leave [-1, 1]: x_T of
-#: :class:`GaussianNoise` is about N(0, 1), whose largest value in a big batch is 5 or so, and a mix of two
-#: images reaches sqrt(2). No degradation of [-1, 1] images comes near 10, while images left in [0, 255]
-#: (uint8 data turned into floats with ``x.float()`` but not rescaled) almost always go past it.
-XT_LIMIT = 10.0
 #: How tables and figures name each sampler.
 SAMPLER_NAMES = {"direct": "Direct", "naive": "Algorithm 1", "improved": "Algorithm 2"}
 
@@ -128,7 +123,7 @@ class ColdDiffusion(nn.Module):
     @torch.no_grad()
     def predict_x0(self, xt: torch.Tensor, t: int | torch.Tensor) -> torch.Tensor:
         """The restorer's estimate of the clean image from ``x_t``."""
-        xt = self._check_input(xt, "xt", limit=XT_LIMIT)
+        xt = self._check_input(xt, "xt", limit=LOOSE_LIMIT)
         steps = check_steps(t, xt.shape[0], self.T, xt.device)
         return self._restore(xt, steps)
 
@@ -149,9 +144,9 @@ class ColdDiffusion(nn.Module):
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}; got {method!r}.")
         D = self.degradation
-        # x_t is a degraded state (noise leaves [-1, 1]): only the loose bound XT_LIMIT applies. The steps
+        # x_t is a degraded state (noise leaves [-1, 1]): only the loose bound LOOSE_LIMIT applies. The steps
         # below degrade the restorer's x̂0, which may overshoot [-1, 1], with the unchecked D.degrade.
-        xt = self._check_input(xt, "xt", limit=XT_LIMIT)
+        xt = self._check_input(xt, "xt", limit=LOOSE_LIMIT)
         if isinstance(t, float):
             raise ValueError(f"t (the step x_t was degraded to) must be an int in 0..{self.T}; got {t!r}.")
         starts = check_steps(self.T if t is None else t, xt.shape[0], self.T, xt.device)
@@ -195,7 +190,7 @@ class ColdDiffusion(nn.Module):
         candidate. Returns a long tensor (B,).
         """
         D = self.degradation
-        x = self._check_input(x, "x", limit=XT_LIMIT)  # a degraded image: the loose bound, as in sample
+        x = self._check_input(x, "x", limit=LOOSE_LIMIT)  # a degraded image: the loose bound, as in sample
         options = list(range(1, self.T + 1)) if candidates is None else [int(c) for c in candidates]
         if not options or min(options) < 1 or max(options) > self.T:
             raise ValueError(f"candidates must be steps in 1..{self.T}; got {candidates!r}.")

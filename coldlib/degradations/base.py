@@ -24,14 +24,20 @@ from typing import Any
 
 import torch
 
-__all__ = ["Degradation", "check_images", "check_steps", "map_z", "CLEAN_TOLERANCE"]
+__all__ = ["Degradation", "check_images", "check_steps", "map_z", "CLEAN_TOLERANCE", "LOOSE_LIMIT"]
 
 #: How far outside [-1, 1] a clean image may stray: float round-off (of a resize, of ``x / 127.5 - 1``), no more.
 CLEAN_TOLERANCE = 1e-3
 
+#: The loose bound ``|x| <= LOOSE_LIMIT`` on what degradations and samplers are given. Clean images for training
+#: are checked strictly (in [-1, 1]), but a degradation is also applied to a restorer's prediction x̂0 (which may
+#: overshoot [-1, 1]) and samplers start from degraded states that legitimately leave it: x_T of
+#: :class:`GaussianNoise` is about N(0, 1), whose largest value in a big batch is 5 or so, and a mix of two
+#: images reaches sqrt(2). Nothing in the course comes near 10, while images left in [0, 255] (uint8 data turned
+#: into floats with ``x.float()`` but not rescaled) almost always go past it.
+LOOSE_LIMIT = 10.0
+
 _CONVERT = "Convert uint8 data in [0, 255] with x.float() / 127.5 - 1, and data in [0, 1] with x * 2 - 1."
-_PREDICTION_HINT = (" To degrade a restorer's prediction x̂0, which may overshoot [-1, 1], call "
-                    "D(x0_hat, t, z, check_range=False).")
 
 
 def _channels_text(channels: int | tuple[int, ...]) -> str:
@@ -151,17 +157,15 @@ class Degradation(abc.ABC):
         self.T = T
         self.schedule = {}
 
-    def __call__(self, x0: torch.Tensor, t: int | torch.Tensor, z: Any = None, *,
-                 check_range: bool = True) -> torch.Tensor:
+    def __call__(self, x0: torch.Tensor, t: int | torch.Tensor, z: Any = None) -> torch.Tensor:
         """Return ``D(x0, t)`` (with the random ingredient ``z`` if the degradation has one).
 
-        ``x0`` must be clean images in [-1, 1] with a channel count the degradation accepts. To degrade a
-        restorer's prediction ``x̂0``, which may overshoot [-1, 1] (the samplers do), pass
-        ``check_range=False``: shape, channels and finiteness are still checked, the range is not.
+        ``x0`` holds images in [-1, 1] with a channel count the degradation accepts, or a restorer's prediction
+        ``x̂0`` (which may overshoot a little): values beyond :data:`LOOSE_LIMIT` are refused as unconverted
+        [0, 255] data. Training (``ColdDiffusion.loss``, the ``Trainer``) checks clean images strictly.
         """
         self.check_ready()
-        x0 = check_images(x0, channels=self.channels, limit=1.0 if check_range else None,
-                          owner=type(self).__name__, hint=_PREDICTION_HINT)
+        x0 = check_images(x0, channels=self.channels, limit=LOOSE_LIMIT, owner=type(self).__name__)
         steps = check_steps(t, x0.shape[0], self.T, x0.device)
         if z is None:
             z = self.draw_z(x0)
