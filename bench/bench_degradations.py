@@ -22,7 +22,8 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from coldlib.degradations import Decolorize, Degradation, GaussianBlur, GaussianMask, Pixelate, Snow  # noqa: E402
-from coldlib.degradations import GaussianNoise, preset  # noqa: E402
+from coldlib.degradations import GaussianNoise  # noqa: E402
+from coldlib.experiments import preset  # noqa: E402
 from coldlib.degradations.separable import gaussian_kernel1d  # noqa: E402
 
 

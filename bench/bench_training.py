@@ -40,7 +40,8 @@ import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from coldlib.degradations import GaussianBlur, preset  # noqa: E402
+from coldlib.degradations import GaussianBlur  # noqa: E402
+from coldlib.experiments import preset  # noqa: E402
 from coldlib.degradations.separable import gaussian_kernel1d  # noqa: E402
 from coldlib.diffusion import ColdDiffusion  # noqa: E402
 from coldlib.training import TrainConfig, Trainer  # noqa: E402

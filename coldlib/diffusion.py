@@ -150,7 +150,7 @@ class ColdDiffusion(nn.Module):
         if isinstance(t, float):
             raise ValueError(f"t (the step x_t was degraded to) must be an int in 0..{self.T}; got {t!r}.")
         starts = check_steps(self.T if t is None else t, xt.shape[0], self.T, xt.device)
-        if z is None and not reestimate_z and D.draw_z(xt[:1]) is not None:
+        if z is None and not reestimate_z and D.has_z:
             raise ValueError(f"{type(D).__name__} has a random ingredient z; pass the z that produced x_t "
                              "(for generation, the one you start from) so the sampler can hold it fixed.")
         if z is not None:
@@ -194,7 +194,7 @@ class ColdDiffusion(nn.Module):
         options = list(range(1, self.T + 1)) if candidates is None else [int(c) for c in candidates]
         if not options or min(options) < 1 or max(options) > self.T:
             raise ValueError(f"candidates must be steps in 1..{self.T}; got {candidates!r}.")
-        if z is None and D.draw_z(x[:1]) is not None:
+        if z is None and D.has_z:
             raise ValueError(f"{type(D).__name__} has a random ingredient z; pass the z to estimate t.")
         if z is not None:
             D.check_z(z, x)

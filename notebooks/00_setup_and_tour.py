@@ -61,7 +61,8 @@ from IPython.display import Markdown, display
 import coldlib
 from coldlib.course import LESSONS, lesson_table_markdown
 from coldlib.data import load_images
-from coldlib.degradations import GaussianNoise, list_presets, preset
+from coldlib.degradations import GaussianNoise
+from coldlib.experiments import list_presets, preset
 from coldlib.env import describe_environment, fast_mode, pick_device, seed_everything
 from coldlib.plotting import compare_degradations, show_images, showcase
 
@@ -230,7 +231,7 @@ assert [item.number for item in LESSONS] == sorted(item.number for item in LESSO
 # %% [markdown]
 # ## Exercises
 #
-# 1. **The interface.** For every pair in `coldlib.degradations.list_presets()`, build the degradation with
+# 1. **The interface.** For every pair in `coldlib.experiments.list_presets()`, build the degradation with
 #    `preset(kind, dataset)` and check that $D(x, 0) = x$ on suitable images: one-channel digits for
 #    MNIST presets, photo crops otherwise. Mixing needs a second image: pass `z=` explicitly.
 # 2. **An error the degradation cannot see.** In the sampler cell, replace the constant mistake by a

@@ -67,8 +67,8 @@ import torch
 import torch.nn.functional as F
 
 from coldlib.data import load_images
-from coldlib.degradations import (Degradation, GaussianMask, GaussianNoise, ImageMixing, Pixelate, list_presets,
-                                  preset)
+from coldlib.degradations import Degradation, GaussianMask, GaussianNoise, ImageMixing, Pixelate
+from coldlib.experiments import list_presets, preset
 from coldlib.env import fast_mode, pick_device, seed_everything
 from coldlib.plotting import degradation_grid, plot_schedule, show_images, showcase
 from coldlib.widgets import frame_slider, frames_over_t, t_slider

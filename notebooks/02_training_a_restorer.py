@@ -70,7 +70,7 @@ import torch
 
 from coldlib.shipped import checkpoint_dir
 from coldlib.data import load_images
-from coldlib.degradations import preset
+from coldlib.experiments import preset
 from coldlib.diffusion import ColdDiffusion
 from coldlib.env import fast_mode, lesson_device, seed_everything
 from coldlib.plotting import labelled_rows

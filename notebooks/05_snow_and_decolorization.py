@@ -71,7 +71,8 @@ from IPython.display import Markdown, display
 from PIL import Image
 
 from coldlib.data import load_images
-from coldlib.degradations import Snow, preset
+from coldlib.degradations import Snow
+from coldlib.experiments import preset
 from coldlib.diffusion import ColdDiffusion, compare_samplers
 from coldlib.env import fast_mode, lesson_device, seed_everything
 from coldlib.evaluation import InceptionUnavailable

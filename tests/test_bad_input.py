@@ -23,9 +23,8 @@ from coldlib.degradations import (
     Snow,
     SnowField,
     check_degradation,
-    list_presets,
-    preset,
 )
+from coldlib.experiments import list_presets, preset
 from coldlib.diffusion import ColdDiffusion
 from coldlib.unet import UNet, unet_preset
 

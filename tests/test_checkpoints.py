@@ -15,7 +15,8 @@ import torch
 from coldlib import checkpoints as ck
 from coldlib import shipped
 from coldlib.training import state as training_state
-from coldlib.degradations import GaussianBlur, GaussianMask, preset
+from coldlib.degradations import GaussianBlur, GaussianMask
+from coldlib.experiments import preset
 from coldlib.unet import UNet, unet_preset
 
 

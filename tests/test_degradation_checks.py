@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from coldlib.degradations import Degradation, ImageMixing, check_degradation, list_presets, preset
+from coldlib.degradations import Degradation, ImageMixing, check_degradation
+from coldlib.experiments import list_presets, preset
 
 
 @pytest.mark.parametrize("kind,dataset", list_presets())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -14,9 +16,9 @@ from coldlib.degradations import (
     ImageMixing,
     Pixelate,
     Snow,
-    list_presets,
-    preset,
+    from_config,
 )
+from coldlib.experiments import list_presets, preset
 
 from . import reference_degradations as ref
 
@@ -289,3 +291,60 @@ def test_config_round_trip(kind, dataset):
     z = D.draw_z(x, torch.Generator().manual_seed(0))
     t = torch.tensor([1, D.T])
     assert type(D2) is type(D) and torch.equal(D(x, t, z), D2(x, t, z))
+
+
+def test_every_subclass_is_rebuilt_from_its_config_without_a_list_of_types():
+    class Fade(Degradation):  # a learner's degradation: config() returns its constructor's arguments
+        def __init__(self, T: int, floor: float = 0.0) -> None:
+            super().__init__(T)
+            self.floor = floor
+
+        def degrade(self, x0, t, z):
+            a = (1 - t / self.T).to(x0.dtype)[:, None, None, None]
+            return a * x0 + (1 - a) * self.floor
+
+        def config(self):
+            return {"type": "Fade", "T": self.T, "floor": self.floor}
+
+    rebuilt = from_config(Fade(7, floor=-1.0).config())
+    assert type(rebuilt) is Fade and rebuilt.T == 7 and rebuilt.floor == -1.0
+    for key in list_presets():  # and the built-ins, Snow's tuples included
+        assert from_config(json.loads(json.dumps(preset(*key).config()))).config() == preset(*key).config()
+
+    class GaussianBlur(Fade):  # another class may not take a built-in's name
+        pass
+
+    assert type(from_config(preset("blur", "mnist").config())).__module__ == "coldlib.degradations.separable"
+    with pytest.raises(ValueError, match="not a degradation config"):
+        from_config({"type": "Nothing"})
+
+
+@pytest.mark.parametrize("key", list_presets())
+def test_has_z_says_without_drawing_whether_draw_z_gives_one(key):
+    D = preset(*key)
+    if key[0] == "mixing":
+        D = ImageMixing(D.T, pool=torch.zeros(3, channels_for(D), 8, 8))
+    x = torch.zeros(2, channels_for(D), 8, 8)
+    state = torch.random.get_rng_state()
+    answer = D.has_z
+    assert torch.equal(torch.random.get_rng_state(), state)  # no random number was drawn to answer
+    assert answer == (D.draw_z(x) is not None)
+
+
+@pytest.mark.parametrize("key", list_presets())
+def test_generation_starts_only_where_x_T_forgets_x0(key):
+    D = preset(*key)
+    if not D.generates:
+        with pytest.raises(ValueError, match="does not end in a state that can be sampled without x0|other dataset"):
+            D.generation_start(2, 8, channels=channels_for(D))
+        return
+    prior = None
+    if isinstance(D, GaussianBlur):
+        from coldlib.generation import fit_channel_mean_prior
+
+        prior = fit_channel_mean_prior(torch.rand(16, channels_for(D), 8, 8) * 2 - 1)
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    x_T, z = D.generation_start(3, 8, channels=channels_for(D), prior=prior, generator=g())
+    again, _ = D.generation_start(3, 8, channels=channels_for(D), prior=prior, generator=g())
+    assert x_T.shape == (3, channels_for(D), 8, 8) and torch.equal(x_T, again)
+    assert (z is None) == (not D.has_z)

@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from coldlib.degradations import Degradation, GaussianMask, preset
+from coldlib.degradations import Degradation, GaussianMask
+from coldlib.experiments import preset
 from coldlib.diffusion import ColdDiffusion
 from coldlib.unet import UNet, unet_preset
 

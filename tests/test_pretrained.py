@@ -14,7 +14,7 @@ import torch
 
 import coldlib.checkpoints as ck
 import coldlib.shipped as shipped
-from coldlib.degradations import preset
+from coldlib.experiments import preset
 from coldlib.training import describe_metrics, train_or_load
 from coldlib.unet import UNet, unet_preset, unet_preset_name
 

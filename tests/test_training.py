@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from coldlib.checkpoints import load_model
-from coldlib.degradations import GaussianMask, preset
+from coldlib.degradations import GaussianMask
+from coldlib.experiments import preset
 from coldlib.diffusion import ColdDiffusion
 from coldlib.training import TrainConfig, Trainer
 from coldlib.unet import UNet, unet_preset

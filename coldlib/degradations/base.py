@@ -19,12 +19,13 @@ and a batch may mix steps freely.
 from __future__ import annotations
 
 import abc
+import inspect
 import math
 from typing import Any
 
 import torch
 
-__all__ = ["Degradation", "check_images", "check_steps", "map_z", "CLEAN_TOLERANCE", "LOOSE_LIMIT"]
+__all__ = ["Degradation", "check_images", "check_steps", "map_z", "from_config", "CLEAN_TOLERANCE", "LOOSE_LIMIT"]
 
 #: How far outside [-1, 1] a clean image may stray: float round-off (of a resize, of ``x / 127.5 - 1``), no more.
 CLEAN_TOLERANCE = 1e-3
@@ -95,6 +96,12 @@ def check_images(x: Any, *, channels: int | tuple[int, ...] | None = None, name:
     return x
 
 
+def _positive_int(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{what} must be a positive int; got {value!r}.")
+    return value
+
+
 def check_steps(t: Any, batch: int, T: int, device: torch.device) -> torch.Tensor:
     """Turn ``t`` (an int, or an integer tensor of shape () or (B,)) into a long tensor of shape (B,).
 
@@ -136,6 +143,23 @@ def map_z(z: Any, fn: Any) -> Any:
                     "tensor or a NamedTuple of tensors (batch first) from draw_z.")
 
 
+#: Every Degradation subclass, by class name (filled in as classes are defined; see ``__init_subclass__``).
+_REGISTRY: dict[str, type[Degradation]] = {}
+
+
+def from_config(config: dict) -> Degradation:
+    """Rebuild a degradation from its :meth:`Degradation.config` (``{"type": class name, **arguments}``).
+
+    Every subclass registers itself by name when it is defined, a learner's too, so this needs no list of
+    types: a new degradation whose ``config()`` returns its constructor's arguments is saved and reloaded
+    with no change here.
+    """
+    if not isinstance(config, dict) or config.get("type") not in _REGISTRY:
+        known = sorted(n for n, c in _REGISTRY.items() if not inspect.isabstract(c))
+        raise ValueError(f"not a degradation config (need 'type' in {known}): {config!r}")
+    return _REGISTRY[config["type"]].from_arguments({k: v for k, v in config.items() if k != "type"})
+
+
 class Degradation(abc.ABC):
     """Base class of every degradation. Subclasses set ``T`` and implement :meth:`degrade`.
 
@@ -150,6 +174,13 @@ class Degradation(abc.ABC):
     T: int
     channels: int | tuple[int, ...] | None = None
     schedule: dict[str, torch.Tensor]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        known = _REGISTRY.get(cls.__name__)
+        # a class redefined (a notebook cell run twice) replaces itself; another class never takes a known name
+        if known is None or (known.__module__, known.__qualname__) == (cls.__module__, cls.__qualname__):
+            _REGISTRY[cls.__name__] = cls
 
     def __init__(self, T: int) -> None:
         if isinstance(T, bool) or not isinstance(T, int) or T < 1:
@@ -184,16 +215,59 @@ class Degradation(abc.ABC):
             raise ValueError(f"{type(self).__name__} has no valid T (got {T!r}): call super().__init__(T) in its "
                              "__init__ before using it.")
 
+    @property
+    def has_z(self) -> bool:
+        """Whether this degradation has a random ingredient ``z`` (answered without drawing one).
+
+        True for a class that overrides :meth:`draw_z`; a class whose ``z`` depends on its settings overrides this.
+        """
+        return type(self).draw_z is not Degradation.draw_z
+
     def draw_z(self, x0: torch.Tensor, generator: torch.Generator | None = None) -> Any:
         """Draw the random ingredient for a batch like ``x0``; ``None`` for deterministic degradations."""
         return None
+
+    @property
+    def generates(self) -> bool:
+        """Whether ``D(x0, T)`` forgets ``x0`` (up to ``z``), so sampling from ``x_T`` generates new images."""
+        return False
+
+    def generation_start(self, n: int, image_size: int, *, channels: int = 1, prior: Any = None,
+                         noise_std: float = 0.0, generator: torch.Generator | None = None) -> tuple[torch.Tensor, Any]:
+        """``(x_T, z)`` to generate ``n`` images of ``channels × image_size²``, on the CPU.
+
+        The default, for a degradation that :attr:`generates`: draw ``z`` and take ``x_T = D(0, T, z)`` (the
+        ``x0`` term is gone or negligible at ``T``). ``noise_std`` adds the paper's symmetry-breaking noise to
+        ``x_T``. ``prior`` is for degradations whose end state is drawn from one (blur to the mean).
+        """
+        if not self.generates:
+            raise ValueError(f"{self!r} does not end in a state that can be sampled without x0; generation needs "
+                             "blur to the mean, GaussianNoise, InpaintGeneration or ImageMixing with a pool.")
+        n, image_size = _positive_int(n, "n (how many images)"), _positive_int(image_size, "image_size")
+        if not (isinstance(noise_std, (int, float)) and math.isfinite(noise_std) and noise_std >= 0):
+            raise ValueError(f"noise_std must be a finite number >= 0; got {noise_std!r}.")
+        zeros = torch.zeros(n, channels, image_size, image_size)
+        z = self.draw_z(zeros, generator)
+        x_T = self(zeros, self.T, z)
+        return self._add_noise(x_T, noise_std, generator), z
+
+    @staticmethod
+    def _add_noise(x_T: torch.Tensor, noise_std: float, generator: torch.Generator | None) -> torch.Tensor:
+        if noise_std > 0:
+            x_T = x_T + noise_std * torch.randn(x_T.shape, generator=generator)
+        return x_T
+
+    @classmethod
+    def from_arguments(cls, arguments: dict[str, Any]) -> Degradation:
+        """Build from the arguments of a :meth:`config` (its entries but ``type``); override to convert any."""
+        return cls(**arguments)
 
     def check_z(self, z: Any, x0: torch.Tensor) -> None:
         """Raise ``ValueError`` if ``z`` does not fit the batch ``x0``. Override where ``z`` is used.
 
         The default refuses any ``z`` if the class does not draw one (it would be silently ignored).
         """
-        if type(self).draw_z is Degradation.draw_z:
+        if not self.has_z:
             raise ValueError(f"{type(self).__name__} has no random ingredient z, so a z would be ignored; pass "
                              f"z=None (got a {type(z).__name__}).")
 
@@ -211,9 +285,8 @@ class Degradation(abc.ABC):
         """The operator itself; ``x0`` and ``t`` (long, shape (B,)) are already checked."""
 
     def config(self) -> dict[str, Any]:
-        """A JSON-able description that :func:`coldlib.degradations.from_config` turns back into ``self``.
-
-        Built-in degradations implement it so checkpoints can record what they were trained on.
+        """A JSON-able ``{"type": class name, **constructor arguments}`` that :func:`from_config` turns back into
+        ``self``. Built-in degradations implement it so checkpoints can record what they were trained on.
         """
         raise NotImplementedError(f"{type(self).__name__} does not describe itself; implement config() to "
                                   "save it in a checkpoint.")

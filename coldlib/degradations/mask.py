@@ -65,6 +65,10 @@ class GaussianMask(Degradation):
             self._cache[key] = masks.to(device=device, dtype=dtype)
         return self._cache[key]
 
+    @property
+    def has_z(self) -> bool:
+        return self.random_position  # the hole's position; a centred hole has none
+
     def draw_z(self, x0: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor | None:
         if not self.random_position:
             return None
@@ -116,6 +120,7 @@ class InpaintGeneration(Degradation):
     """
 
     channels = None  # any count: the fill colour has one value per channel
+    generates = True  # D(x0, T, c) is the colour c
 
     def __init__(self, T: int, kernel_std: float, initial_mask: float = 1.0) -> None:
         super().__init__(T)

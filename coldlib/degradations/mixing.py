@@ -43,6 +43,16 @@ class ImageMixing(Degradation):
     def config(self) -> dict[str, Any]:
         return {"type": type(self).__name__, "T": self.T}  # the pool of images is data, not config
 
+    @property
+    def generates(self) -> bool:
+        return self.pool is not None  # x_T is almost all z: an image of the pool (noise: always)
+
+    def generation_start(self, n: int, image_size: int, **kwargs: Any) -> tuple[torch.Tensor, Any]:
+        if not self.generates:
+            raise ValueError("animorphosis starts from images of the other dataset: build the degradation with "
+                             "ImageMixing(T, pool=<their images>).")
+        return super().generation_start(n, image_size, **kwargs)
+
     def draw_z(self, x0: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         if self.pool is None:
             raise ValueError("ImageMixing needs the images to mix in: pass z=<images shaped like x0> or build it "
@@ -76,6 +86,8 @@ class ImageMixing(Degradation):
 
 class GaussianNoise(ImageMixing):
     """The hot baseline: mix with ``z ~ N(0, I)``."""
+
+    generates = True  # x_T = sqrt(ᾱ_T)·x0 + sqrt(1 - ᾱ_T)·z is almost pure noise
 
     def __init__(self, T: int) -> None:
         super().__init__(T)

@@ -122,6 +122,20 @@ class GaussianBlur(SeparableLinear):
         return {"type": "GaussianBlur", "sigmas": self.sigmas, "kernel_size": self.kernel_size,
                 "padding": self.padding, "to_mean_at_T": self.to_mean_at_T}
 
+    @property
+    def generates(self) -> bool:
+        return self.to_mean_at_T  # x_T is flat: each channel's mean
+
+    def generation_start(self, n: int, image_size: int, *, channels: int = 1, prior: Any = None,
+                         noise_std: float = 0.0, generator: torch.Generator | None = None) -> tuple[torch.Tensor, Any]:
+        """Blur to the mean starts from flat images whose colours ``prior`` draws (no ``z``)."""
+        if not self.generates:
+            return super().generation_start(n, image_size)  # raises: a blur that keeps x0's detail
+        if prior is None:
+            raise ValueError("blur-to-the-mean generation starts from flat colours: pass prior="
+                             "fit_channel_mean_prior(training_images) (coldlib.generation).")
+        return prior.sample(n, image_size, noise_std=noise_std, generator=generator), None
+
     @classmethod
     def from_routine(cls, routine: str, T: int, std: float, kernel_size: int, padding: str = "circular",
                      to_mean_at_T: bool = False) -> GaussianBlur:

@@ -59,6 +59,12 @@ class Snow(Degradation):
         self.schedule = {"threshold": torch.cat([torch.tensor([float("inf")], dtype=torch.float64), tau]),
                          "motion_sigma": torch.cat([torch.tensor([1.0], dtype=torch.float64), sigma])}
 
+    @classmethod
+    def from_arguments(cls, arguments: dict[str, Any]) -> Snow:
+        # JSON turns the (first, last) schedules into lists
+        return cls(**{**arguments, "threshold": tuple(arguments["threshold"]),
+                      "motion_sigma": tuple(arguments["motion_sigma"])})
+
     def config(self) -> dict[str, Any]:
         return {"type": "Snow", "T": self.T, "threshold": list(self.threshold),
                 "motion_sigma": list(self.motion_sigma), "loc": self.loc, "scale": self.scale,
