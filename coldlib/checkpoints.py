@@ -39,6 +39,7 @@ import coldlib
 from .degradations import Degradation, from_config
 from .diffusion import ColdDiffusion
 from .unet import UNet, UNetConfig
+from .validate import check_int
 
 __all__ = ["FORMAT", "LoadedModel", "save_model", "load_model", "sha256_of", "write_checkpoint", "read_checkpoint"]
 
@@ -222,8 +223,7 @@ def save_model(path_stem: str | Path, model: UNet, degradation: Degradation, *, 
     if not isinstance(data, str) or not data.strip():
         raise ValueError("data must be a non-empty string saying what the model was trained on, e.g. "
                          "'MNIST train (60,000 images, 32 px)'.")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-        raise ValueError(f"steps must be a non-negative int (optimizer steps taken); got {steps!r}.")
+    check_int(steps, "steps", minimum=0, hint=" (optimizer steps taken)")
     try:
         degradation_config = degradation.config()
     except NotImplementedError as e:

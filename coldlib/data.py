@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 import torchvision
 
-from coldlib.env import data_dir, offline
+from .env import data_dir, offline
+from .validate import check_int
 
 KNOWN_NAMES = ("mnist", "fashion_mnist", "cifar10", "celeba", "photos", "folder:<path>")
 DEFAULT_SIZE = {"mnist": 32, "fashion_mnist": 32, "cifar10": 32, "celeba": 64, "photos": 32}
@@ -291,12 +292,6 @@ def _take_pair(images: torch.Tensor, labels: torch.Tensor, limit: int | None, so
     return (images, labels[: len(images)]), source
 
 
-def _positive_int(value: object, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{what} must be a positive int, got {value!r}.")
-    return value
-
-
 def load_images(
     name: str,
     split: str = "train",
@@ -325,9 +320,9 @@ def load_images(
         if name.startswith("folder:"):
             raise ValueError("image_size is required for 'folder:<path>' (e.g. image_size=64).")
         image_size = DEFAULT_SIZE[name]
-    size = _positive_int(image_size, "image_size")
+    size = check_int(image_size, "image_size")
     if limit is not None:
-        _positive_int(limit, "limit")
+        check_int(limit, "limit")
     if classes is not None:
         if isinstance(classes, (str, int)) or not all(isinstance(c, int) and not isinstance(c, bool) for c in classes) \
                 or len(classes) == 0:

@@ -28,6 +28,7 @@ from .degradations import (
     Pixelate,
     Snow,
 )
+from .validate import check_int
 
 __all__ = ["Experiment", "EXPERIMENTS", "DATASET_ALIASES", "experiment", "preset", "list_presets", "paper_table",
            "shipped_experiment", "shipped_recipe", "command", "shipped_command", "paper_command"]
@@ -241,8 +242,7 @@ def command(args: tuple[str, ...] | list[str], out: str, gpus: int = 1) -> str:
 
     Re-running the same command resumes the run.
     """
-    if isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 1:
-        raise ValueError(f"gpus must be a positive int; got {gpus!r}.")
+    check_int(gpus, "gpus")
     launcher = "python -m coldlib.training" if gpus == 1 else f"torchrun --nproc_per_node={gpus} -m coldlib.training"
     name = out.rstrip("/").split("/")[-1]
     return f"{launcher} {shlex.join(args)} --out {shlex.quote(out)} --export {shlex.quote(out + '/export/' + name)}"

@@ -294,7 +294,7 @@ def test_config_round_trip(kind, dataset):
 
 
 def test_every_subclass_is_rebuilt_from_its_config_without_a_list_of_types():
-    class Fade(Degradation):  # a learner's degradation: config() returns its constructor's arguments
+    class FadeToFloor(Degradation):  # a learner's degradation: config() returns its constructor's arguments
         def __init__(self, T: int, floor: float = 0.0) -> None:
             super().__init__(T)
             self.floor = floor
@@ -304,14 +304,14 @@ def test_every_subclass_is_rebuilt_from_its_config_without_a_list_of_types():
             return a * x0 + (1 - a) * self.floor
 
         def config(self):
-            return {"type": "Fade", "T": self.T, "floor": self.floor}
+            return {"type": "FadeToFloor", "T": self.T, "floor": self.floor}
 
-    rebuilt = from_config(Fade(7, floor=-1.0).config())
-    assert type(rebuilt) is Fade and rebuilt.T == 7 and rebuilt.floor == -1.0
+    rebuilt = from_config(FadeToFloor(7, floor=-1.0).config())
+    assert type(rebuilt) is FadeToFloor and rebuilt.T == 7 and rebuilt.floor == -1.0
     for key in list_presets():  # and the built-ins, Snow's tuples included
         assert from_config(json.loads(json.dumps(preset(*key).config()))).config() == preset(*key).config()
 
-    class GaussianBlur(Fade):  # another class may not take a built-in's name
+    class GaussianBlur(FadeToFloor):  # another class may not take a built-in's name
         pass
 
     assert type(from_config(preset("blur", "mnist").config())).__module__ == "coldlib.degradations.separable"

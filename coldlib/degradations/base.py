@@ -25,6 +25,8 @@ from typing import Any
 
 import torch
 
+from ..validate import check_int
+
 __all__ = ["Degradation", "check_images", "check_steps", "map_z", "from_config", "CLEAN_TOLERANCE", "LOOSE_LIMIT"]
 
 #: How far outside [-1, 1] a clean image may stray: float round-off (of a resize, of ``x / 127.5 - 1``), no more.
@@ -94,12 +96,6 @@ def check_images(x: Any, *, channels: int | tuple[int, ...] | None = None, name:
                          f"images in [-1, 1] goes that far, so these look like unconverted [0, 255] data; work "
                          f"with images in [-1, 1]. {_CONVERT}{hint}")
     return x
-
-
-def _positive_int(value: Any, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{what} must be a positive int; got {value!r}.")
-    return value
 
 
 def check_steps(t: Any, batch: int, T: int, device: torch.device) -> torch.Tensor:
@@ -183,9 +179,7 @@ class Degradation(abc.ABC):
             _REGISTRY[cls.__name__] = cls
 
     def __init__(self, T: int) -> None:
-        if isinstance(T, bool) or not isinstance(T, int) or T < 1:
-            raise ValueError(f"T must be a positive int (the number of degradation steps); got {T!r}.")
-        self.T = T
+        self.T = check_int(T, "T", hint=" (the number of degradation steps)")
         self.schedule = {}
 
     def __call__(self, x0: torch.Tensor, t: int | torch.Tensor, z: Any = None) -> torch.Tensor:
@@ -243,7 +237,7 @@ class Degradation(abc.ABC):
         if not self.generates:
             raise ValueError(f"{self!r} does not end in a state that can be sampled without x0; generation needs "
                              "blur to the mean, GaussianNoise, InpaintGeneration or ImageMixing with a pool.")
-        n, image_size = _positive_int(n, "n (how many images)"), _positive_int(image_size, "image_size")
+        n, image_size = check_int(n, "n", hint=" (how many images)"), check_int(image_size, "image_size")
         if not (isinstance(noise_std, (int, float)) and math.isfinite(noise_std) and noise_std >= 0):
             raise ValueError(f"noise_std must be a finite number >= 0; got {noise_std!r}.")
         zeros = torch.zeros(n, channels, image_size, image_size)

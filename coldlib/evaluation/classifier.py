@@ -37,6 +37,7 @@ import coldlib
 from ..checkpoints import read_checkpoint, sha256_of, write_checkpoint
 from ..data import load_images
 from ..shipped import checkpoint_dir
+from ..validate import check_int
 
 __all__ = ["MnistCNN", "CLASSIFIER_FORMAT", "IMAGE_SHAPE", "FEATURE_DIM", "SHIPPED_NAME", "SHIPPED_SHA256",
            "LoadedClassifier", "train_classifier", "accuracy", "save_classifier", "load_classifier",
@@ -133,8 +134,7 @@ def train_classifier(images: torch.Tensor, labels: torch.Tensor, steps: int = 15
     MnistCNN.check_input(images)
     if labels.shape != (images.shape[0],):
         raise ValueError(f"need one label per image; got {tuple(labels.shape)} labels for {images.shape[0]} images.")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive int; got {steps!r}.")
+    check_int(steps, "steps")
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)  # the layers' initialisation
     model = MnistCNN()

@@ -38,6 +38,7 @@ from ..experiments import experiment
 from ..shipped import checkpoint_dir, load_shipped, read_registry, registry_path
 from ..unet import UNET_PRESETS, UNet, unet_preset, unet_preset_name
 from .trainer import TrainConfig, Trainer
+from ..validate import check_int
 
 __all__ = ["train", "train_or_load", "describe_metrics"]
 
@@ -91,8 +92,7 @@ def train(task: str, dataset: str, *, steps: int, model: str = "small", out_dir:
     train_config = TrainConfig(steps=steps, **config)  # validates every setting before any data is read
     if model not in UNET_PRESETS:
         raise ValueError(f"unknown UNet preset {model!r}; choose one of {sorted(UNET_PRESETS)}.")
-    if isinstance(eval_images, bool) or not isinstance(eval_images, int) or eval_images < 0:
-        raise ValueError(f"eval_images must be an int >= 0 (held-out images to score); got {eval_images!r}.")
+    check_int(eval_images, "eval_images", minimum=0, hint=" (held-out images to score)")
     D = experiment(task, preset_dataset or dataset).degradation()  # fails early, listing the presets, on a typo
     if degradation is not None:
         if not isinstance(degradation, Degradation) or type(degradation) is not type(D) or degradation.T != D.T:

@@ -32,6 +32,7 @@ from ..degradations import map_z
 from ..diffusion import ColdDiffusion
 from ..env import cpu_has_native_bf16
 from .state import load_training_state, optimizer_from_tensors, optimizer_to_tensors, save_training_state
+from ..validate import check_int
 
 __all__ = ["TrainConfig", "Trainer"]
 
@@ -57,9 +58,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "grad_accum", "ema_every", "checkpoint_every"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"TrainConfig.{name} must be a positive int; got {value!r}.")
+            check_int(getattr(self, name), f"TrainConfig.{name}")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"TrainConfig.ema_decay must be in [0, 1); got {self.ema_decay}.")
         if self.mixed_precision not in ("auto", "bf16", "no"):
