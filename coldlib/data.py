@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 import torchvision
+from PIL import Image
 
 from .env import data_dir, offline
 from .validate import check_int
@@ -88,8 +89,6 @@ def _center_square(img: torch.Tensor) -> torch.Tensor:
 
 def _read_rgb(path: Path, size: int) -> torch.Tensor:
     """Read one image file as RGB uint8 (3, size, size): centre crop to a square, then resize."""
-    from PIL import Image
-
     try:
         with Image.open(path) as im:
             img = torchvision.transforms.functional.pil_to_tensor(im.convert("RGB"))
@@ -217,7 +216,7 @@ def _folder(spec: str, split: str, size: int, limit: int | None) -> ImageSet:
 
 
 def _photo(name: str) -> torch.Tensor:
-    import skimage.data
+    import skimage.data  # a second or so to import, and only the offline photos need it
 
     img = getattr(skimage.data, name)()
     img = img[0] if isinstance(img, tuple) else img  # stereo_motorcycle returns (left, right, disparity)

@@ -20,6 +20,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torchvision
+
+import coldlib
 
 _TRUE = ("1", "true", "yes")
 _FALSE = ("0", "false", "no", "")
@@ -167,8 +170,6 @@ def data_dir() -> Path:
                 "folder that holds your datasets, or unset it to use the default location."
             )
         return path.resolve()
-    import coldlib
-
     repo_data = Path(coldlib.__file__).resolve().parents[1] / "data"
     if repo_data.is_dir():
         return repo_data
@@ -180,10 +181,6 @@ def data_dir() -> Path:
 def describe_environment() -> dict[str, str]:
     """Summarise the runtime (versions, device, switches, data folder) as strings for the setup cell.
     """
-    import torchvision
-
-    import coldlib
-
     device = pick_device()
     mps = getattr(torch.backends, "mps", None)
     info = {

@@ -28,7 +28,7 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from ..checkpoints import _split_path, save_model
-from ..degradations import map_z
+from ..degradations import check_images, map_z
 from ..diffusion import ColdDiffusion
 from ..env import cpu_has_native_bf16
 from .state import load_training_state, optimizer_from_tensors, optimizer_to_tensors, save_training_state
@@ -109,8 +109,6 @@ class Trainer:
             raise ValueError(f"images must be (N, C, H, W) with N >= batch_size={self.config.batch_size}; got {got}.")
         # uint8 images in [0, 255] are converted batch by batch (x / 127.5 - 1); floats must already be in
         # [-1, 1] (checked here, once), and any other dtype is refused rather than guessed at.
-        from ..degradations import check_images
-
         if images.dtype != torch.uint8:
             if not images.is_floating_point():
                 raise ValueError(f"images must be uint8 in [0, 255] or float in [-1, 1]; got dtype {images.dtype}. "
