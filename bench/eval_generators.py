@@ -3,7 +3,8 @@
     python bench/eval_generators.py --samples 500 [--names mnist_blur_generation mnist_noise]
 
 The same measurements as lessons 06 and 08 at full size, without the pictures: samples are drawn with
-``coldlib.generation.generation_start`` (seeded), sampled with the named sampler, and compared with the first
+``coldlib.generation.generate`` (seeded starts from ``generation_start``, sampled in chunks of 100 with the
+named sampler), and compared with the first
 500 held-out digits (held-out eights for animorphosis, which starts from held-out zeros). Prints a Markdown
 table, and the distance between two sets of real digits as a floor. FD_MNIST-CNN is not Inception FID.
 """
@@ -17,10 +18,10 @@ import torch
 
 from coldlib.shipped import load_shipped, read_registry
 from coldlib.data import load_images
-from coldlib.degradations import ImageMixing
+from coldlib.diffusion import SAMPLER_NAMES
 from coldlib.env import pick_device
 from coldlib.evaluation import mnist_fd
-from coldlib.generation import fit_channel_mean_prior, generation_start
+from coldlib.generation import fit_channel_mean_prior, generate
 
 # (sampler, start noise, re-estimate z) per generator task
 VARIANTS = {
@@ -30,7 +31,6 @@ VARIANTS = {
     "inpaint_generation": [("naive", 0.0, False), ("improved", 0.0, False), ("improved", 0.002, False)],
     "mixing": [("improved", 0.0, False), ("improved", 0.0, True)],
 }
-NAMES = {"naive": "Algorithm 1", "improved": "Algorithm 2"}
 
 
 def main() -> None:
@@ -49,23 +49,18 @@ def main() -> None:
     for name in names:
         task = registry[name]["task"]
         R = load_shipped(name, device=device).diffusion()
-        D, real = R.degradation, reference
-        if task == "mixing":
-            D = ImageMixing(D.T, pool=load_images("mnist", split="test", classes=[0]).float())
+        real, pool = reference, None
+        if task == "mixing":  # eights from held-out zeros
+            pool = load_images("mnist", split="test", classes=[0]).float()
             real = load_images("mnist", split="test", classes=[8]).float().to(device)
         for method, noise, reestimate in VARIANTS[task]:
             start = time.perf_counter()
-            x_T, z = generation_start(D, args.samples, 32, prior=prior, noise_std=noise,
-                                      generator=torch.Generator().manual_seed(0))
-            x_T = x_T.to(device)
-            z = z.to(device) if isinstance(z, torch.Tensor) else z
-            out = []
-            for i in range(0, args.samples, 100):
-                zi = None if (reestimate or z is None) else z[i : i + 100]
-                out.append(R.sample(x_T[i : i + 100], method=method, z=zi, reestimate_z=reestimate))
-            fd = mnist_fd(real, torch.cat(out))
+            samples = generate(R, args.samples, method=method, batch_size=100, prior=prior, noise_std=noise,
+                               reestimate_z=reestimate, pool=pool, image_size=32,
+                               generator=torch.Generator().manual_seed(0))
+            fd = mnist_fd(real, samples)
             sampler = ("re-estimated z (DDIM for noise)" if reestimate else
-                       NAMES[method] + (", fixed z" if z is not None else ""))
+                       SAMPLER_NAMES[method] + (", fixed z" if R.degradation.has_z else ""))
             rows.append(f"| `{name}` | {sampler} | {noise:g} | {fd:.2f} |")
             print(rows[-1], f"({time.perf_counter() - start:.0f} s)", flush=True)
     print(f"\n{args.samples} samples per row on {device}; reference: 500 held-out digits (187 held-out eights "

@@ -18,6 +18,8 @@ whole Algorithm 2 run is O(T) degradations (the authors' code recomputes them fr
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,12 +30,37 @@ from torch import nn
 from .degradations import Degradation, check_images, check_steps
 from .degradations.base import LOOSE_LIMIT
 
-__all__ = ["ColdDiffusion", "Trajectory", "METHODS", "SAMPLER_NAMES", "compare_samplers"]
+__all__ = ["ColdDiffusion", "Trajectory", "METHODS", "SAMPLER_NAMES", "compare_samplers", "eval_mode", "device_of",
+           "weights_of"]
 
 METHODS = ("direct", "naive", "improved")
 
 #: How tables and figures name each sampler.
 SAMPLER_NAMES = {"direct": "Direct", "naive": "Algorithm 1", "improved": "Algorithm 2"}
+
+
+def weights_of(module: nn.Module) -> torch.Tensor | None:
+    """The module's first floating-point parameter (or buffer): where and in what dtype it computes."""
+    tensors = [*module.parameters(), *module.buffers()]
+    return next((t for t in tensors if t.is_floating_point()), None)
+
+
+def device_of(module: nn.Module, fallback: torch.device | str = "cpu") -> torch.device:
+    """The device of the module's weights; ``fallback`` for a module without any."""
+    weight = weights_of(module)
+    return torch.device(fallback) if weight is None else weight.device
+
+
+@contextmanager
+def eval_mode(module: nn.Module) -> Iterator[None]:
+    """Run ``module`` in eval mode (dropout off), then give every submodule its own mode back, even after an error."""
+    modes = {m: m.training for m in module.modules()}
+    module.eval()
+    try:
+        yield
+    finally:
+        for m, training in modes.items():
+            m.training = training
 
 
 @dataclass

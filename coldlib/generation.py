@@ -1,25 +1,28 @@
-"""Where generation starts: a prior over fully degraded images, and starting batches for each cold generator.
+"""Generation: a prior over fully degraded images, the starting batch of each cold generator, and ``generate``.
 
 Blur that ends in the per-channel mean maps every image to a constant-colour image, so sampling must start
 from a *distribution* of colours: the authors fit a Gaussian mixture to the channel means of the training
 images (one component in their README) and start Algorithm 2 from constant images with those colours, plus
 optional small i.i.d. noise that breaks the symmetry of a perfectly flat start. We fit the mixture with
 scikit-learn's maintained ``GaussianMixture`` (the authors used pycave) and draw from it with a torch
-generator, so a seeded run is reproducible on any device.
+generator, so a seeded run is reproducible on any device. :func:`generate` is the whole pipeline: draw the
+starts with :meth:`Degradation.generation_start`, then sample them in chunks on the restorer's device.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
+from sklearn.mixture import GaussianMixture
+from tqdm.auto import tqdm
 
-from .degradations import (Degradation, GaussianBlur, GaussianNoise, ImageMixing, InpaintGeneration,
-                           check_images)
+from .degradations import GaussianNoise, ImageMixing, check_images, map_z
+from .diffusion import METHODS, ColdDiffusion, eval_mode, weights_of
+from .validate import check_int
 
-__all__ = ["ChannelMeanPrior", "fit_channel_mean_prior", "channel_means", "generation_start"]
+__all__ = ["ChannelMeanPrior", "fit_channel_mean_prior", "channel_means", "generate"]
 
 
 def channel_means(images: torch.Tensor) -> torch.Tensor:
@@ -44,8 +47,7 @@ class ChannelMeanPrior:
 
     def sample_means(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """(n, C) colours: pick a component by weight, then draw from its Gaussian."""
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"n (how many colours) must be a positive int; got {n!r}.")
+        check_int(n, "n", hint=" (how many colours)")
         component = torch.multinomial(self.weights, n, replacement=True, generator=generator)
         chol = torch.linalg.cholesky(self.covariances)  # (K, C, C)
         eps = torch.randn(n, self.channels, 1, generator=generator, dtype=torch.float64)
@@ -75,8 +77,6 @@ def fit_channel_mean_prior(images: torch.Tensor, n_components: int = 1, seed: in
 
     ``images`` in [-1, 1], (N, C, H, W); the paper uses one component.
     """
-    from sklearn.mixture import GaussianMixture  # imported here: only generation needs scikit-learn
-
     means = channel_means(images).numpy()
     if isinstance(n_components, bool) or not isinstance(n_components, int) or not 1 <= n_components <= len(means):
         raise ValueError(f"n_components must be an int in 1..{len(means)} (the number of images); got "
@@ -87,41 +87,71 @@ def fit_channel_mean_prior(images: torch.Tensor, n_components: int = 1, seed: in
                             torch.from_numpy(gmm.covariances_))
 
 
-def generation_start(D: Degradation, n: int, image_size: int, *, channels: int = 1,
-                     prior: ChannelMeanPrior | None = None, noise_std: float = 0.0,
-                     generator: torch.Generator | None = None) -> tuple[torch.Tensor, Any]:
-    """``(x_T, z)`` to generate ``n`` images with a generation degradation, on the CPU (move them yourself).
+def _default_channels(diffusion: ColdDiffusion, prior: ChannelMeanPrior | None,
+                      pool: torch.Tensor | None) -> int:
+    config = getattr(diffusion.model, "config", None)  # a coldlib UNet records its channels
+    for channels in (getattr(config, "channels", None), None if prior is None else prior.channels,
+                     None if pool is None else pool.shape[1]):
+        if channels is not None:
+            return int(channels)
+    raise ValueError("cannot tell how many channels to generate: the restorer has no config.channels and there is "
+                     "no prior or pool to read them from; pass channels=.")
 
-    Every shipped generator is sampled from these starts. Blur to the mean: flat images from ``prior`` (required). Noise: ``z ~ N(0, I)``,
-    ``x_T = D(0, T, z)``. Reveal from a colour (:class:`InpaintGeneration`): ``z`` = random colours,
-    ``x_T`` = the colour. Animorphosis (:class:`ImageMixing` with a ``pool``): ``z`` = images from the pool,
-    ``x_T = D(0, T, z)`` (the unknown ``x0`` term has weight ``sqrt(ᾱ_T)``, tiny). ``noise_std`` adds the
-    symmetry-breaking noise to ``x_T`` (not for noise, which has plenty).
+
+@torch.no_grad()
+def generate(diffusion: ColdDiffusion, n: int, *, method: str = "improved", batch_size: int = 100,
+             generator: torch.Generator | None = None, prior: ChannelMeanPrior | None = None,
+             noise_std: float = 0.0, reestimate_z: bool = False, pool: torch.Tensor | None = None,
+             image_size: int | None = None, channels: int | None = None, progress: bool = False) -> torch.Tensor:
+    """``n`` images generated by ``diffusion``'s restorer and degradation, as a float tensor on the CPU.
+
+    The starts ``(x_T, z)`` of all ``n`` images are drawn at once by ``D.generation_start`` (on the CPU,
+    with the CPU ``generator``: seeded, the same images come out whatever ``batch_size`` and device), moved to
+    the restorer's device and dtype, and sampled in chunks of ``batch_size`` with ``method`` ("naive" or
+    "improved"; see :meth:`ColdDiffusion.sample`), each chunk with its slice of ``z`` held fixed unless
+    ``reestimate_z``. The model runs in eval mode and gets its modes back afterwards; ``progress`` shows a
+    tqdm bar over the chunks. There is no device argument: the sampler takes images on the restorer's
+    device only, so move the model to choose one.
+
+    ``prior`` and ``noise_std`` are ``D.generation_start``'s (``prior`` is required for blur to the mean).
+    ``pool`` (animorphosis, :class:`ImageMixing`) gives the images the starts are drawn from, replacing the
+    degradation's own pool (a loaded checkpoint has none). ``image_size`` (the side of the square images) is
+    required unless the pool gives it: a restorer does not record the size it was trained at. ``channels``
+    defaults to the restorer's ``model.config.channels`` (every coldlib UNet), else the prior's or the pool's.
     """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n (how many images) must be a positive int; got {n!r}.")
-    if not (isinstance(noise_std, (int, float)) and np.isfinite(noise_std) and noise_std >= 0):
-        raise ValueError(f"noise_std must be a finite number >= 0; got {noise_std!r}.")
-    shape = (n, channels, image_size, image_size)
-    if isinstance(D, GaussianBlur) and D.to_mean_at_T:
-        if prior is None:
-            raise ValueError("blur-to-the-mean generation starts from flat colours: pass prior="
-                             "fit_channel_mean_prior(training_images).")
-        return prior.sample(n, image_size, noise_std=noise_std, generator=generator), None
-    zeros = torch.zeros(shape)
-    if isinstance(D, GaussianNoise):
-        z = D.draw_z(zeros, generator)
-    elif isinstance(D, InpaintGeneration):
-        z = D.draw_z(zeros, generator)
-    elif isinstance(D, ImageMixing):
-        if D.pool is None:
-            raise ValueError("animorphosis starts from images of the other dataset: build the degradation with "
-                             "ImageMixing(T, pool=<their images>).")
-        z = D.draw_z(zeros, generator)
-    else:
-        raise ValueError(f"{D!r} does not end in a state that can be sampled without x0; generation needs blur "
-                         "to the mean, GaussianNoise, InpaintGeneration or ImageMixing with a pool.")
-    x_T = D(zeros, D.T, z)
-    if noise_std > 0:
-        x_T = x_T + noise_std * torch.randn(shape, generator=generator)
-    return x_T, z
+    if not isinstance(diffusion, ColdDiffusion):
+        raise ValueError(f"diffusion must be a coldlib ColdDiffusion; got {type(diffusion).__name__}.")
+    if method not in METHODS or method == "direct":
+        raise ValueError(f"method must be 'naive' or 'improved' (generation runs a sampler from x_T); got {method!r}.")
+    check_int(batch_size, "batch_size")
+    D = diffusion.degradation
+    if pool is not None:
+        if not isinstance(D, ImageMixing) or isinstance(D, GaussianNoise):
+            raise ValueError(f"pool= is for animorphosis (ImageMixing), where the starts are images of another kind; "
+                             f"the degradation is {type(D).__name__}.")
+        D = ImageMixing(D.T, pool=pool)
+    pool = getattr(D, "pool", None)
+    if image_size is None:
+        if pool is None:
+            raise ValueError("pass image_size= (the side of the square images to generate): a restorer does not "
+                             "record the size it was trained at.")
+        if pool.shape[-2] != pool.shape[-1]:
+            raise ValueError(f"generation makes square images, but the pool's are {pool.shape[-2]}x{pool.shape[-1]}.")
+        image_size = int(pool.shape[-1])
+    if channels is None:
+        channels = _default_channels(diffusion, prior, pool)
+    if prior is not None and prior.channels != channels:
+        raise ValueError(f"the prior is over {prior.channels}-channel colours but {channels} channels are generated.")
+    x_T, z = D.generation_start(n, image_size, channels=channels, prior=prior, noise_std=noise_std,
+                              generator=generator)
+    weight = weights_of(diffusion)
+    if weight is not None:
+        x_T = x_T.to(device=weight.device, dtype=weight.dtype)
+        z = map_z(z, lambda t: t.to(weight.device))
+    samples = []
+    with eval_mode(diffusion):
+        for start in tqdm(range(0, n, batch_size), desc="generating", unit="batch", disable=not progress):
+            chunk = slice(start, start + batch_size)
+            samples.append(diffusion.sample(x_T[chunk], method=method, z=map_z(z, lambda t: t[chunk]),
+                                            reestimate_z=reestimate_z).cpu())
+    return torch.cat(samples)

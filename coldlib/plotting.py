@@ -19,9 +19,9 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from torchvision.utils import make_grid
 
-from coldlib.degradations.base import Degradation, check_images
+from coldlib.degradations.base import Degradation, check_images, map_z
 
-__all__ = ["to_unit", "image_grid", "show_images", "showcase", "repeat_z", "degrade_over_steps", "degradation_grid",
+__all__ = ["to_unit", "image_grid", "show_images", "showcase", "degrade_over_steps", "degradation_grid",
            "compare_degradations", "plot_schedule", "labelled_rows"]
 
 PAD = 2  # pixels of white between the images of a grid
@@ -31,8 +31,14 @@ MAX_ELEMENTS_PER_CALL = 2**26
 
 
 def to_unit(x: torch.Tensor) -> torch.Tensor:
-    """Map images from [-1, 1] to [0, 1] for display, clipping what falls outside (noise does)."""
-    return ((x.detach().float().cpu() + 1) / 2).clamp(0, 1)
+    """Map images from [-1, 1] to the displayable range [0, 1] as float32, clamping what falls outside.
+
+    The one conversion for showing *and* measuring images: grids display it, and
+    :mod:`coldlib.evaluation.metrics` measures SSIM, RMSE and PSNR on it, so a metric sees what the screen
+    shows. Values outside [-1, 1] (noise, a restorer's overshoot) are clamped to 0 or 1; samplers never clamp,
+    only this view does. The result is detached and stays on ``x``'s device.
+    """
+    return ((x.detach().float() + 1) / 2).clamp(0, 1)
 
 
 def image_grid(x: torch.Tensor, nrow: int = 8) -> np.ndarray:
@@ -42,7 +48,7 @@ def image_grid(x: torch.Tensor, nrow: int = 8) -> np.ndarray:
     check_images(x, name="x")
     if x.shape[1] not in (1, 3):
         raise ValueError(f"images must have 1 or 3 channels to be shown; got {x.shape[1]} (shape {tuple(x.shape)}).")
-    grid = make_grid(to_unit(x), nrow=max(1, nrow), padding=PAD, pad_value=1.0)  # grey images become RGB
+    grid = make_grid(to_unit(x).cpu(), nrow=max(1, nrow), padding=PAD, pad_value=1.0)  # grey images become RGB
     return (grid.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
 
 
@@ -88,23 +94,6 @@ def showcase(x: torch.Tensor, labels: torch.Tensor | None = None, k: int = 4) ->
     return torch.stack(picks[:k])
 
 
-def repeat_z(z: Any, n: int) -> Any:
-    """Repeat a degradation's random ingredient ``z`` for a batch repeated ``n`` times (``x.repeat(n, ...)``).
-
-    ``None`` stays ``None``; tensors repeat along their first (batch) axis; tuples, including named tuples
-    such as :class:`~coldlib.degradations.SnowField`, repeat field by field.
-    """
-    if z is None:
-        return None
-    if isinstance(z, torch.Tensor):
-        return z.repeat(n, *([1] * (z.ndim - 1)))
-    if isinstance(z, tuple):
-        parts = [repeat_z(v, n) for v in z]
-        return type(z)(*parts) if hasattr(z, "_fields") else tuple(parts)
-    raise TypeError(f"don't know how to repeat z of type {type(z).__name__}; use a tensor, a tuple of tensors "
-                    "or None (or call D once per step yourself).")
-
-
 def degrade_over_steps(D: Degradation, x: torch.Tensor, steps: Sequence[int] | torch.Tensor, z: Any = None,
                        generator: torch.Generator | None = None) -> torch.Tensor:
     """``D(x, t, z)`` for every ``t`` in ``steps``, as a (S, B, C, H, W) tensor, with ONE ``z`` for all steps.
@@ -129,7 +118,8 @@ def degrade_over_steps(D: Degradation, x: torch.Tensor, steps: Sequence[int] | t
     for part in steps.split(chunk):
         n = part.numel()
         t = part.to(x.device).repeat_interleave(b)  # step-major: copy k of the batch gets part[k]
-        out.append(D(x.repeat(n, 1, 1, 1), t, repeat_z(z, n)).view(n, *x.shape))
+        z_n = map_z(z, lambda f: f.repeat(n, *[1] * (f.ndim - 1)))  # z repeated with its batch
+        out.append(D(x.repeat(n, 1, 1, 1), t, z_n).view(n, *x.shape))
     return torch.cat(out)
 
 

@@ -70,10 +70,13 @@ from IPython.display import Markdown, display
 
 from coldlib.data import load_images
 from coldlib.degradations import Degradation
+from coldlib.diffusion import SAMPLER_NAMES
 from coldlib.env import fast_mode, lesson_device, seed_everything
-from coldlib.evaluation import PAPER_TABLES, evaluate_restoration, format_table, rmse
+from coldlib.evaluation import evaluate_restoration, format_table, rmse
+from coldlib.experiments import paper_table
 from coldlib.plotting import labelled_rows
-from coldlib.training import train_or_load, unet_preset_name
+from coldlib.training import train_or_load
+from coldlib.unet import unet_preset_name
 from coldlib.widgets import frame_slider
 
 FAST = fast_mode()  # COLDLIB_FAST=1 (CI): a 64-image evaluation instead of 1,000, a shorter fallback run
@@ -148,8 +151,8 @@ print("by hand == ColdDiffusion.sample(method='naive' / 'improved')")
 # its own; its panel repeats the final image.)
 
 # %%
-trajectories = {name: R.sample(x_T, method=method, return_trajectory=True)
-                for name, method in [("Algorithm 1", "naive"), ("Algorithm 2", "improved")]}
+trajectories = {SAMPLER_NAMES[method]: R.sample(x_T, method=method, return_trajectory=True)  # "Algorithm 1", ...
+                for method in ["naive", "improved"]}
 frames, show = {}, slice(0, 4)  # four digits on screen
 for name, traj in trajectories.items():
     assert traj.steps == list(range(T, -1, -1)) and traj.xt.shape[0] == T + 1 and traj.x0_hat.shape[0] == T
@@ -335,7 +338,7 @@ n_eval = 64 if FAST else 1000
 x_eval = held_out.float(slice(0, n_eval)).to(device)
 results = evaluate_restoration(R, x_eval, batch_size=64, generator=torch.Generator().manual_seed(0))
 assert set(results) == {"Degraded", "Direct", "Algorithm 1", "Algorithm 2"}
-display(Markdown(format_table(results, paper=PAPER_TABLES["blur", "mnist"])))
+display(Markdown(format_table(results, paper=paper_table("blur", "mnist"))))
 print(f"measured on the first {n_eval:,} of {len(held_out):,} held-out images")
 
 # %% [markdown]
@@ -367,7 +370,7 @@ print("paper:             ConvNeXt UNet with 56,612,916 parameters, 700,000 step
 print(f"compute ratio:     {56_612_916 / restorer.model.num_parameters():.0f}× fewer parameters, "
       f"{700_000 * 64 / max(1, config['steps'] * images_per_step):,.0f}× fewer training images seen")
 for column in ["Direct", "Algorithm 1", "Algorithm 2"]:
-    ours, paper = results[column], PAPER_TABLES["blur", "mnist"].get(column)
+    ours, paper = results[column], paper_table("blur", "mnist").get(column)
     versus = f" (paper: SSIM {paper['SSIM']:.3f}, RMSE {paper['RMSE']:.3f})" if paper else " (not in the paper)"
     print(f"{column:12s} ours: SSIM {ours['SSIM']:.3f}, RMSE {ours['RMSE']:.3f}{versus}")
 

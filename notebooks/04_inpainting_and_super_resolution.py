@@ -75,11 +75,11 @@ from PIL import Image
 
 from coldlib.data import load_images
 from coldlib.degradations import GaussianMask
-from coldlib.experiments import preset
+from coldlib.experiments import paper_table, preset
 from coldlib.diffusion import ColdDiffusion, compare_samplers
 from coldlib.env import fast_mode, lesson_device, seed_everything
 from coldlib.evaluation import FD_MNIST_CNN, check_no_mixing
-from coldlib.evaluation import PAPER_TABLES, evaluate_restoration, rmse
+from coldlib.evaluation import evaluate_restoration, rmse
 from coldlib.plotting import degradation_grid, labelled_rows, show_images
 from coldlib.training import train_or_load
 from coldlib.unet import UNet, unet_preset, unet_preset_name
@@ -367,15 +367,14 @@ for task, R in models.items():
     print(f"{task}: measured on the first {n_eval[task]:,} of {len(held_out):,} held-out images")
 
 # %% [markdown]
-# The paper's numbers, from `coldlib.evaluation.PAPER_TABLES` where it has them. For inpainting we could
+# The paper's numbers, from `coldlib.experiments.paper_table` where it has them. For inpainting we could
 # only find the paper's FIDs (Table 2): its SSIM and RMSE, and every number of its Degraded column, are
 # unknown to us, so the tables say "not reported". Algorithm 1 is in neither of the paper's tables.
 
 # %%
 PAPER = {
-    "inpaint": PAPER_TABLES.get(("inpaint", "mnist"),  # Table 2, MNIST: FIDs only ("Sampled" = Algorithm 2)
-                                {"Direct": {"FID": 2.24}, "Algorithm 2": {"FID": 1.61}}),
-    "pixelate": PAPER_TABLES["pixelate", "mnist"],  # Table 3, MNIST
+    "inpaint": paper_table("inpaint", "mnist"),  # Table 2, MNIST: FIDs only ("Sampled" = Algorithm 2)
+    "pixelate": paper_table("pixelate", "mnist"),  # Table 3, MNIST
 }
 
 

@@ -73,11 +73,12 @@ import torch
 from IPython.display import Markdown, display
 
 from coldlib.data import load_images
-from coldlib.degradations import GaussianBlur, ImageMixing, preset
-from coldlib.diffusion import ColdDiffusion
+from coldlib.degradations import GaussianBlur, ImageMixing
+from coldlib.experiments import preset
+from coldlib.diffusion import SAMPLER_NAMES, ColdDiffusion
 from coldlib.env import fast_mode, lesson_device, seed_everything
 from coldlib.evaluation import mnist_fd
-from coldlib.generation import channel_means, fit_channel_mean_prior
+from coldlib.generation import channel_means, fit_channel_mean_prior, generate
 from coldlib.plotting import labelled_rows, show_images
 from coldlib.training import train_or_load
 from coldlib.training import TrainConfig, Trainer
@@ -96,11 +97,6 @@ reference = held_out.float(slice(0, max(N_SAMPLES, 500))).to(device)  # real dig
 x0 = held_out.float(slice(0, 8)).to(device)
 fallback = dict(model="tiny", steps=40, batch_size=16, grad_accum=1) if FAST else \
     dict(model="small", steps=1500, batch_size=32, grad_accum=2)
-
-
-def sample_in_batches(fn, n: int, batch: int = 100) -> torch.Tensor:
-    """Call ``fn(start, stop)`` for consecutive slices and concatenate (keeps memory flat for large n)."""
-    return torch.cat([fn(i, min(i + batch, n)) for i in range(0, n, batch)])
 
 # %% [markdown]
 # ## 1. Blur all the way to the mean
@@ -215,9 +211,9 @@ frame_slider({name: run.xt[:, :4] for name, run in gen_runs.items()},
 
 # %%
 def blur_samples(method: str, noise_std: float, n: int) -> torch.Tensor:
+    """n samples from flat starts drawn from the prior (plus noise), sampled in chunks of 100 by `generate`."""
     g = torch.Generator().manual_seed(10)  # the same colours (and noise) for every configuration
-    starts = prior.sample(n, 32, noise_std=noise_std, generator=g).to(device)
-    return sample_in_batches(lambda a, b: R_blur.sample(starts[a:b], method=method), n)
+    return generate(R_blur, n, method=method, prior=prior, noise_std=noise_std, image_size=32, generator=g)
 
 
 def spread(x: torch.Tensor) -> float:
@@ -227,9 +223,10 @@ def spread(x: torch.Tensor) -> float:
 
 
 generated = {}
-for alg, method in [("Algorithm 1", "naive"), ("Algorithm 2", "improved")]:
+for method in ["naive", "improved"]:
     for noise_std in [0.0, 0.002]:
-        generated[f"cold blur, {alg}, noise {noise_std:g}"] = blur_samples(method, noise_std, N_SAMPLES)
+        name = f"cold blur, {SAMPLER_NAMES[method]}, noise {noise_std:g}"  # e.g. "cold blur, Algorithm 2, noise 0"
+        generated[name] = blur_samples(method, noise_std, N_SAMPLES)
 real_floor = mnist_fd(reference, mnist.float(slice(0, len(reference))).to(device))
 lines = ["| Generator | FD_MNIST-CNN ↓ | spread |", "|---|---|---|",
          f"| real training digits (the floor) | {real_floor:.2f} | {spread(mnist.float(slice(0, N_SAMPLES))):.2f} |"]
@@ -294,10 +291,9 @@ frame_slider({name: run.xt[:, :4] for name, run in hot_runs.items()},
 
 # %%
 def hot_samples(method: str, reestimate: bool, n: int) -> torch.Tensor:
-    z = torch.randn((n, 1, 32, 32), generator=torch.Generator().manual_seed(11)).to(device)
-    x_start = D_noise(torch.zeros_like(z), D_noise.T, z)
-    return sample_in_batches(lambda a, b: R_noise.sample(x_start[a:b], method=method, z=z[a:b],
-                                                         reestimate_z=reestimate), n)
+    """n samples from x_T = D(0, T, z) with z ~ N(0, I), the same z for every sampler (seeded)."""
+    return generate(R_noise, n, method=method, reestimate_z=reestimate, image_size=32,
+                    generator=torch.Generator().manual_seed(11))
 
 
 generated["hot, Algorithm 1, fixed noise"] = hot_samples("naive", False, N_SAMPLES)
@@ -372,10 +368,8 @@ frame_slider({name: run.xt[:, :4] for name, run in reveal_runs.items()},
 
 # %%
 def reveal_samples(noise_std: float, n: int) -> torch.Tensor:
-    g = torch.Generator().manual_seed(12)
-    cs = torch.rand((n, 1, 1, 1), generator=g).to(device) - 0.5
-    starts = cs.expand(n, 1, 32, 32) + noise_std * torch.randn((n, 1, 32, 32), generator=g).to(device)
-    return sample_in_batches(lambda a, b: R_reveal.sample(starts[a:b], method="improved", z=cs[a:b]), n)
+    """n samples revealed from random colours c (the z, held fixed), plus noise_std of noise on the start."""
+    return generate(R_reveal, n, noise_std=noise_std, image_size=32, generator=torch.Generator().manual_seed(12))
 
 
 for noise_std in [0.0, 0.002]:
@@ -424,11 +418,17 @@ frame_slider({name: run.xt[:, :4] for name, run in mix_runs.items()},
 
 # %%
 n_mix = min(N_SAMPLES, len(held_out_zeros))
-starts_mix = R_mix.degradation(torch.zeros_like(held_out_zeros[:n_mix]), R_mix.T, held_out_zeros[:n_mix])
-eights_fixed = sample_in_batches(lambda a, b: R_mix.sample(starts_mix[a:b], z=held_out_zeros[a:b]), n_mix)
-eights_est = sample_in_batches(lambda a, b: R_mix.sample(starts_mix[a:b], reestimate_z=True), n_mix)
+
+
+def mix_samples(reestimate: bool) -> torch.Tensor:
+    """n_mix eights from held-out zeros drawn at random from the pool (seeded: the same starts for both)."""
+    return generate(R_mix, n_mix, pool=held_out_zeros, reestimate_z=reestimate,
+                    generator=torch.Generator().manual_seed(15))
+
+
+eights_fixed, eights_est = mix_samples(reestimate=False), mix_samples(reestimate=True)
 mix_table = ["| Images | FD_MNIST-CNN to held-out eights | to held-out zeros |", "|---|---|---|"]
-for name, x in [("held-out zeros (the starts)", held_out_zeros[:n_mix]),
+for name, x in [("held-out zeros (where the starts come from)", held_out_zeros[:n_mix]),
                 ("generated, fixed z", eights_fixed), ("generated, re-estimated z", eights_est),
                 ("real training eights (the floor)", load_images("mnist", classes=[8]).float(slice(0, n_mix)))]:
     mix_table.append(f"| {name} | {mnist_fd(held_out_eights, x):.2f} | {mnist_fd(held_out_zeros, x):.2f} |")
@@ -461,9 +461,9 @@ for T in [10, 20, 50, 100]:
     Trainer(R_T, mnist.images, TrainConfig(steps=ablation_steps, batch_size=ablation_batch, grad_accum=1, lr=4e-4),
             device=device, data_note=mnist.source).train(progress=False)
     R_T.eval()
-    starts = prior.sample(N_SAMPLES, 32, noise_std=0.002, generator=torch.Generator().manual_seed(13)).to(device)
     begin = time.perf_counter()
-    samples = sample_in_batches(lambda a, b: R_T.sample(starts[a:b], method="improved"), N_SAMPLES)
+    samples = generate(R_T, N_SAMPLES, prior=prior, noise_std=0.002, image_size=32,
+                       generator=torch.Generator().manual_seed(13))
     seconds = time.perf_counter() - begin
     ablation[T] = {"FD": mnist_fd(reference, samples), "seconds": seconds, "samples": samples[:n_show]}
     print(f"T = {T:3d}: sigma {sigma:.2f} px per step; FD_MNIST-CNN {ablation[T]['FD']:.2f}; "
@@ -505,8 +505,8 @@ labelled_rows([(f"T = {T}", ablation[T]["samples"]) for T in Ts], [f"sample {i}"
 # %%
 # Solution 1.
 prior5 = fit_channel_mean_prior(mnist.float(), n_components=5)
-starts5 = prior5.sample(N_SAMPLES, 32, noise_std=0.002, generator=torch.Generator().manual_seed(14)).to(device)
-samples5 = sample_in_batches(lambda a, b: R_blur.sample(starts5[a:b], method="improved"), N_SAMPLES)
+samples5 = generate(R_blur, N_SAMPLES, prior=prior5, noise_std=0.002, image_size=32,
+                    generator=torch.Generator().manual_seed(14))
 print(f"weights of the 5 components: {[round(float(w), 3) for w in prior5.weights]}")
 print(f"FD_MNIST-CNN: 1 component {fd['cold blur, Algorithm 2, noise 0.002']:.2f}, "
       f"5 components {mnist_fd(reference, samples5):.2f}")

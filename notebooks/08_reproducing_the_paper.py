@@ -64,14 +64,14 @@ from IPython.display import Markdown, display
 
 from coldlib.shipped import checkpoint_dir, load_shipped, read_registry
 from coldlib.data import load_images
-from coldlib.degradations import ImageMixing
+from coldlib.diffusion import SAMPLER_NAMES
 from coldlib.env import fast_mode, lesson_device, seed_everything
-from coldlib.evaluation import FD_MNIST_CNN, InceptionUnavailable, evaluate_frechet, format_frechet_table, mnist_fd
-from coldlib.generation import fit_channel_mean_prior, generation_start
-from coldlib.evaluation import PAPER_TABLES, evaluate_restoration, format_table
+from coldlib.evaluation import FID_INCEPTION, InceptionUnavailable, format_frechet_table, mnist_fd
+from coldlib.generation import fit_channel_mean_prior, generate
+from coldlib.evaluation import evaluate_restoration, format_table
 from coldlib.plotting import labelled_rows
-from coldlib.training import unet_preset_name
-from coldlib.recipes import PAPER_RECIPES, paper_command, shipped_command
+from coldlib.unet import unet_preset_name
+from coldlib.experiments import EXPERIMENTS, experiment, paper_command, shipped_command
 
 FAST = fast_mode()  # COLDLIB_FAST=1 (CI): 32 images per evaluation
 seed_everything(0)
@@ -84,7 +84,7 @@ print(f"device {device} · FAST={FAST} · {N_EVAL} images per evaluation")
 #
 # `data/checkpoints/registry.json` lists each shipped restorer with the SHA-256 of its weights; each
 # `.json` sidecar records what it was trained on, how long, on what hardware, and the metrics measured at
-# the end of training. `coldlib.recipes` holds the exact command behind each one (a test checks the two
+# the end of training. `coldlib.experiments` holds the exact command behind each one (a test checks the two
 # agree).
 
 # %%
@@ -129,21 +129,17 @@ print(f"our models saw {min(shares.values()):.2%} to {max(shares.values()):.2%} 
 
 # %%
 RESTORATION = [name for name, e in registry.items() if e["task"] in ("blur", "pixelate", "inpaint", "snow", "decolor")]
-PAPER_KEY = {"photos": "cifar10"}  # the offline photos stand in for CIFAR-10 (same size and presets)
 restoration_results = {}
 for name in RESTORATION:
     entry = registry[name]
     loaded = load_shipped(name, device=device)
     R = loaded.diffusion()
     x_eval = load_images(entry["dataset"], split="test", limit=N_EVAL).float().to(device)
-    results = evaluate_restoration(R, x_eval, batch_size=64, generator=torch.Generator().manual_seed(0))
-    if entry["dataset"] == "mnist":
-        fd = evaluate_frechet(R, x_eval, kind="mnist-cnn", batch_size=64, generator=torch.Generator().manual_seed(0))
-        for row, value in fd.items():
-            results[row][FD_MNIST_CNN] = value
+    results = evaluate_restoration(R, x_eval, batch_size=64, generator=torch.Generator().manual_seed(0),
+                                   frechet="mnist-cnn" if entry["dataset"] == "mnist" else None)
     restoration_results[name] = results
-    key = (entry["task"], PAPER_KEY.get(entry["dataset"], entry["dataset"]))
-    paper = PAPER_TABLES.get(key)
+    record = experiment(entry["task"], entry["dataset"])  # the photos stand in for CIFAR-10 (same size, presets)
+    key, paper = record.key, record.paper
     if entry["dataset"] == "mnist":
         table = format_frechet_table(results, paper)
     else:
@@ -166,8 +162,9 @@ try:
     for name in [n for n in RESTORATION if registry[n]["dataset"] != "mnist"]:
         R = load_shipped(name, device=device).diffusion()
         x_eval = load_images(registry[name]["dataset"], split="test", limit=N_EVAL).float().to(device)
-        fid = evaluate_frechet(R, x_eval, kind="inception", batch_size=64, generator=torch.Generator().manual_seed(0))
-        print(f"{name}: Inception FID " + ", ".join(f"{row} {value:.2f}" for row, value in fid.items()))
+        fid = evaluate_restoration(R, x_eval, batch_size=64, generator=torch.Generator().manual_seed(0),
+                                   frechet="inception")
+        print(f"{name}: Inception FID " + ", ".join(f"{row} {v[FID_INCEPTION]:.2f}" for row, v in fid.items()))
 except InceptionUnavailable as why:
     print(f"No Inception FID: {why}")
 
@@ -175,7 +172,8 @@ except InceptionUnavailable as why:
 # ## 3. Every generator, one distance
 #
 # Each shipped generator draws `N_EVAL` samples with Algorithm 2 from its own kind of start
-# (`coldlib.generation.generation_start`, derived in Lesson 06): a flat colour from a one-component
+# (`coldlib.generation.generate`, which draws them with `generation_start`, derived in Lesson 06, and samples
+# them in chunks): a flat colour from a one-component
 # Gaussian mixture plus 0.002 noise for blur, pure noise for the hot model (sampled both with the noise
 # fixed and re-estimated), a random colour plus 0.002 noise for revealing, held-out zeros for animorphosis.
 # All are compared with the same held-out digits (eights for animorphosis).
@@ -190,20 +188,18 @@ generation_rows, showcase_rows = [], []
 for name in GENERATION:
     entry = registry[name]
     R = load_shipped(name, device=device).diffusion()
-    D, real = R.degradation, reference
+    real, pool = reference, None
     if entry["task"] == "mixing":  # eights from held-out zeros
-        D = ImageMixing(D.T, pool=load_images("mnist", split="test", classes=[0]).float())
+        pool = load_images("mnist", split="test", classes=[0]).float()
         real = load_images("mnist", split="test", classes=[8]).float().to(device)
     noise = 0.002 if entry["task"] in ("blur_generation", "inpaint_generation") else 0.0
-    x_T, z = generation_start(D, N_EVAL, 32, prior=prior, noise_std=noise, generator=torch.Generator().manual_seed(0))
-    x_T, z = x_T.to(device), (z.to(device) if z is not None else None)
-    variants = {"Algorithm 2": dict(z=z)}
+    variants = {SAMPLER_NAMES["improved"]: False}  # name → re-estimate z
     if entry["task"] in ("noise", "mixing"):
-        variants = {"Algorithm 2, fixed z": dict(z=z), "re-estimated z (DDIM)": dict(reestimate_z=True)}
-    for variant, kw in variants.items():
-        samples = torch.cat([R.sample(x_T[i : i + 100], method="improved",
-                                      **{k: (v[i : i + 100] if isinstance(v, torch.Tensor) else v) for k, v in kw.items()})
-                             for i in range(0, N_EVAL, 100)])
+        variants = {f"{SAMPLER_NAMES['improved']}, fixed z": False, "re-estimated z (DDIM)": True}
+    for variant, reestimate in variants.items():  # the same seeded starts for every variant
+        samples = generate(R, N_EVAL, method="improved", batch_size=100, prior=prior, noise_std=noise,
+                           reestimate_z=reestimate, pool=pool, image_size=32,
+                           generator=torch.Generator().manual_seed(0))
         generation_rows.append((name, variant, mnist_fd(real, samples), len(real)))
         showcase_rows.append((f"{name}, {variant}", samples[:8]))
 display(Markdown("| Generator | Sampler | FD_MNIST-CNN ↓ | reference |\n|---|---|---|---|\n" + "\n".join(
@@ -241,7 +237,7 @@ display(Markdown("\n".join(f"- `{name}`: `{shipped_command(name)}`" for name in 
 
 # %%
 display(Markdown("\n".join(f"- {task} / {dataset}: `{paper_command(task, dataset)}`"
-                           for task, dataset in PAPER_RECIPES)))
+                           for (task, dataset), e in EXPERIMENTS.items() if e.paper_recipe)))
 print("four GPUs, CelebA deblurring:", paper_command("blur", "celeba", gpus=4))
 
 # %% [markdown]

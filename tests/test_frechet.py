@@ -21,7 +21,12 @@ import torch
 
 import coldlib.evaluation.classifier as clf
 import coldlib.evaluation.frechet as fr
+from coldlib.data import load_images
+from coldlib.degradations import GaussianNoise
+from coldlib.experiments import preset
 from coldlib.diffusion import ColdDiffusion
+from coldlib.evaluation import evaluate_restoration, format_frechet_table
+from coldlib.experiments import paper_table
 from coldlib.unet import UNet, unet_preset
 
 _DATA = Path(os.environ.get("COLDLIB_DATA_DIR", "") or "/nonexistent")
@@ -43,8 +48,6 @@ def heldout():
     """The 2,000 held-out MNIST images (float, [-1, 1]) and labels, with offline loading forced."""
     if not (_DATA / "MNIST" / "raw").is_dir():
         pytest.skip("set COLDLIB_DATA_DIR to a folder with MNIST/raw (offline MNIST)")
-    from coldlib.data import load_images
-
     mp = pytest.MonkeyPatch()
     mp.setenv("COLDLIB_OFFLINE", "1")
     try:
@@ -127,18 +130,16 @@ def test_column_names_differ_and_are_explicit() -> None:
 
 
 def test_tables_never_mix_the_two() -> None:
-    from coldlib.evaluation import PAPER_TABLES
-
     ours = {"Degraded": {"SSIM": 0.3, "RMSE": 0.29, "FD_MNIST-CNN": 50.0},
             "Direct": {"SSIM": 0.7, "RMSE": 0.15, "FD_MNIST-CNN": 2.0}}
     with pytest.raises(ValueError, match="must not share a table"):
         fr.check_no_mixing({"Direct": {"FD_MNIST-CNN": 1.0, "FID": 5.0}})
     with pytest.raises(ValueError, match="paper"):
-        fr.check_no_mixing(ours, PAPER_TABLES["blur", "mnist"])
-    table = fr.format_frechet_table(ours, PAPER_TABLES["blur", "mnist"])
+        fr.check_no_mixing(ours, paper_table("blur", "mnist"))
+    table = format_frechet_table(ours, paper_table("blur", "mnist"))
     assert "FD_MNIST-CNN" in table and "FID (paper)" not in table and "438.59" not in table
     assert "SSIM (paper)" in table and "not Inception FID" in table and "left out" in table
-    fid = fr.format_frechet_table({"Direct": {"SSIM": 0.7, "FID": 6.0}}, PAPER_TABLES["blur", "mnist"])
+    fid = format_frechet_table({"Direct": {"SSIM": 0.7, "FID": 6.0}}, paper_table("blur", "mnist"))
     assert "FID (paper)" in fid and "Inception FID" in fid and "FD_MNIST-CNN" not in fid
 
 
@@ -204,6 +205,7 @@ def test_save_load_round_trip(tmp_path: Path) -> None:
     assert loaded.config["steps"] == 0 and loaded.config["sha256"] == clf.sha256_of(path)
 
 
+@pytest.mark.slow
 def test_training_learns_a_toy_problem() -> None:
     # Two "classes" that differ in brightness of the left half: a few steps suffice.
     g = torch.Generator().manual_seed(0)
@@ -229,9 +231,8 @@ def test_shipped_classifier_reproduces_its_accuracy(heldout) -> None:
 
 
 @needs_mnist
+@pytest.mark.slow
 def test_fd_mnist_cnn_separates_real_from_blurred(heldout) -> None:
-    from coldlib.degradations import preset
-
     images, _ = heldout
     real, other = images[:1000], images[1000:]
     D = preset("blur", "mnist")
@@ -261,19 +262,16 @@ def test_add_frechet_column_fills_results_rows() -> None:
         fr.add_frechet_column({"Algorithm 2": ref}, ref, results={"Direct": {}})
 
 
-def test_evaluate_frechet_measures_the_evaluate_restoration_rows() -> None:
-    from coldlib.degradations import GaussianNoise
-    from coldlib.evaluation import evaluate_restoration
-
+def test_frechet_column_measures_the_evaluate_restoration_rows() -> None:
     torch.manual_seed(0)
     D = GaussianNoise(3)  # a random ingredient z, so the generator's use matters
     diffusion = ColdDiffusion(UNet(unet_preset("tiny", 1)), D)
     x0 = torch.rand(10, 1, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 - 1
     methods = ("direct", "improved")
-    got = fr.evaluate_frechet(diffusion, x0, batch_size=4, generator=torch.Generator().manual_seed(5), methods=methods)
     rows = evaluate_restoration(diffusion, x0, batch_size=4, generator=torch.Generator().manual_seed(5),
-                                methods=methods)
-    assert list(got) == list(rows)
+                                methods=methods, frechet="mnist-cnn")
+    got = {row: values[fr.FD_MNIST_CNN] for row, values in rows.items()}
+    assert list(got) == list(rows) == ["Degraded", "Direct", "Algorithm 2"]
     # Rebuild the same images by hand, as evaluate_restoration does, and measure them in one go.
     g = torch.Generator().manual_seed(5)
     parts: dict[str, list[torch.Tensor]] = {row: [] for row in rows}
@@ -325,6 +323,22 @@ def test_inception_fid_offline_raises_a_clear_error(no_network) -> None:
         assert phrase in message
 
 
+def test_evaluate_restoration_without_inception_fails_before_sampling(no_network) -> None:
+    class Counting(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.calls = 0
+
+        def forward(self, xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            self.calls += 1
+            return xt
+
+    model = Counting()
+    with pytest.raises(fr.InceptionUnavailable, match="FD_MNIST-CNN"):
+        evaluate_restoration(ColdDiffusion(model, GaussianNoise(3)), torch.zeros(4, 1, 32, 32), frechet="inception")
+    assert model.calls == 0
+
+
 def test_inception_fid_weights_path_problems(no_network, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     x = torch.zeros(4, 1, 32, 32)
     with pytest.raises(FileNotFoundError, match="no such file"):
@@ -343,9 +357,7 @@ def test_inception_fid_weights_path_problems(no_network, tmp_path: Path, monkeyp
 
 def test_inception_fid_runs_with_a_weights_file(no_network, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """End to end with *random* InceptionV3 weights in a file (the value is meaningless; the plumbing is not)."""
-    pytest.importorskip("torch_fidelity")
-    import torch_fidelity.feature_extractor_inceptionv3 as tfi
-
+    tfi = pytest.importorskip("torch_fidelity.feature_extractor_inceptionv3")
     with monkeypatch.context() as m:  # build the network without loading any weights
         m.setattr(tfi, "load_state_dict_from_url", lambda *a, **k: None)
         m.setattr(tfi.FeatureExtractorInceptionV3, "load_state_dict", lambda self, sd: None)
@@ -361,8 +373,7 @@ def test_inception_fid_runs_with_a_weights_file(no_network, tmp_path: Path, monk
 
 def test_inception_fid_failed_download_is_explained(no_network, monkeypatch: pytest.MonkeyPatch) -> None:
     """With downloads allowed but no network, the error says how to get the weights (needs torch-fidelity)."""
-    pytest.importorskip("torch_fidelity")
-    import torch_fidelity.feature_extractor_inceptionv3 as tfi
+    tfi = pytest.importorskip("torch_fidelity.feature_extractor_inceptionv3")
 
     def unreachable(*args, **kwargs):
         raise urllib.error.URLError("no route to host")

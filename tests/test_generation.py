@@ -1,4 +1,5 @@
-"""Generation: the inpainting-based generator's degradation, re-estimated z (DDIM), the channel-mean prior."""
+"""Generation: the inpainting-based generator's degradation, re-estimated z (DDIM), the channel-mean prior and
+``generate`` (starts drawn once, sampled in chunks)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,18 @@ import pytest
 import torch
 from torch import nn
 
-from coldlib.degradations import (GaussianNoise, ImageMixing, InpaintGeneration, check_degradation, from_config,
-                                  preset)
+from coldlib.degradations import (
+    GaussianBlur,
+    GaussianNoise,
+    ImageMixing,
+    InpaintGeneration,
+    check_degradation,
+    from_config,
+)
+from coldlib.experiments import preset
 from coldlib.diffusion import ColdDiffusion
-from coldlib.generation import channel_means, fit_channel_mean_prior
+from coldlib.generation import channel_means, fit_channel_mean_prior, generate
+from coldlib.unet import UNet, unet_preset
 
 
 def images(b=4, c=1, n=32, seed=0):
@@ -112,22 +121,103 @@ def test_channel_mean_prior_bad_arguments(kwargs, match):
 
 
 def test_generation_start_for_every_generator():
-    from coldlib.generation import generation_start
-
     g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
     prior = fit_channel_mean_prior(images(8))
-    x, z = generation_start(preset("blur_generation", "mnist"), 3, 32, prior=prior, generator=g())
+    x, z = preset("blur_generation", "mnist").generation_start(3, 32, prior=prior, generator=g())
     assert z is None and torch.equal(x, prior.sample(3, 32, generator=g()))
     D = preset("noise", "mnist")
-    x, z = generation_start(D, 3, 32, generator=g())
+    x, z = D.generation_start(3, 32, generator=g())
     assert torch.equal(x, D(torch.zeros(3, 1, 32, 32), D.T, z)) and float(z.std()) > 0.9
     D = preset("inpaint_generation", "mnist")
-    x, z = generation_start(D, 3, 32, noise_std=0.002, generator=g())
+    x, z = D.generation_start(3, 32, noise_std=0.002, generator=g())
     assert z.shape == (3, 1, 1, 1) and torch.allclose(x, z.expand(3, 1, 32, 32), atol=0.02)
     pool = images(5, seed=3)
-    x, z = generation_start(ImageMixing(100, pool=pool), 3, 32, generator=g())
+    x, z = ImageMixing(100, pool=pool).generation_start(3, 32, generator=g())
     assert all(any(torch.equal(zi, p) for p in pool) for zi in z)
     for D, match in [(preset("blur_generation", "mnist"), "pass prior"), (ImageMixing(10), "pool"),
                      (preset("blur", "mnist"), "cannot|does not end")]:
         with pytest.raises(ValueError, match=match):
-            generation_start(D, 2, 32)
+            D.generation_start(2, 32)
+
+
+def small_blur_generator() -> ColdDiffusion:
+    """A tiny UNet on a 4-step blur to the mean at 16 px: deterministic (no z), fast to sample."""
+    torch.manual_seed(0)
+    D = GaussianBlur([1.0] * 4, kernel_size=5, padding="circular", to_mean_at_T=True)
+    return ColdDiffusion(UNet(unet_preset("tiny", 1)), D)
+
+
+class Scaled(nn.Module):
+    """A restorer with one weight and no config (so channels must come from elsewhere); records its modes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.tensor(0.5))
+        self.modes: set[bool] = set()
+
+    def forward(self, xt, t):
+        self.modes.add(self.training)
+        return self.w * xt
+
+
+def test_generate_shapes_determinism_and_chunking():
+    R = small_blur_generator().train()
+    prior = fit_channel_mean_prior(images(8))
+    seeded = lambda: torch.Generator().manual_seed(3)  # noqa: E731
+    kw = dict(prior=prior, noise_std=0.002, image_size=16)
+    whole = generate(R, 7, batch_size=100, generator=seeded(), **kw)
+    assert whole.shape == (7, 1, 16, 16) and whole.device.type == "cpu" and whole.dtype == torch.float32
+    assert torch.equal(generate(R, 7, batch_size=100, generator=seeded(), **kw), whole)  # seeded: reproducible
+    assert not torch.equal(generate(R, 7, generator=torch.Generator().manual_seed(4), **kw), whole)
+    chunked = generate(R, 7, batch_size=3, generator=seeded(), progress=True, **kw)  # chunks of 3, 3, 1
+    assert torch.allclose(chunked, whole, atol=1e-5)
+    # ... and it is exactly Algorithm 2 from generation_start's batch, in eval mode, handed back in train mode
+    x_T, _ = R.degradation.generation_start(7, 16, prior=prior, noise_std=0.002, generator=seeded())
+    assert torch.allclose(whole, R.eval().sample(x_T, method="improved"), atol=1e-5)
+    R.train()
+    naive = generate(R, 7, method="naive", generator=seeded(), **kw)
+    assert not torch.allclose(naive, whole, atol=1e-3)
+    assert R.training and R.model.training
+
+
+def test_generate_slices_z_with_its_chunk():
+    D = GaussianNoise(4)  # a random ingredient: one z for all n, sliced per chunk
+    R = ColdDiffusion(Scaled(), D)
+    R.train()
+    whole = generate(R, 5, generator=torch.Generator().manual_seed(0), image_size=8, channels=1)
+    chunked = generate(R, 5, batch_size=2, generator=torch.Generator().manual_seed(0), image_size=8, channels=1)
+    assert torch.allclose(whole, chunked, atol=1e-6)
+    x_T, z = D.generation_start(5, 8, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(whole, R.sample(x_T, method="improved", z=z), atol=1e-6)
+    assert R.model.modes == {False, True} and R.training  # generate ran in eval mode; the last call did not
+    ddim = generate(R, 5, batch_size=2, reestimate_z=True, generator=torch.Generator().manual_seed(0), image_size=8,
+                    channels=1)
+    assert torch.allclose(ddim, R.sample(x_T, method="improved", reestimate_z=True), atol=1e-6)
+
+
+def test_generate_from_a_pool_infers_the_size():
+    pool = images(5, c=1, n=12, seed=3)
+    R = ColdDiffusion(Scaled(), ImageMixing(6))  # no pool in the degradation, as in a loaded checkpoint
+    out = generate(R, 4, pool=pool, batch_size=3, generator=torch.Generator().manual_seed(0))
+    assert out.shape == (4, 1, 12, 12)  # image size and channels from the pool
+    x_T, z = ImageMixing(6, pool=pool).generation_start(4, 12, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(out, R.sample(x_T, z=z), atol=1e-6)
+
+
+def test_generate_bad_arguments():
+    R = small_blur_generator()
+    prior = fit_channel_mean_prior(images(8))
+    with pytest.raises(ValueError, match="image_size"):
+        generate(R, 2, prior=prior)
+    with pytest.raises(ValueError, match="'naive' or 'improved'"):
+        generate(R, 2, prior=prior, image_size=16, method="direct")
+    with pytest.raises(ValueError, match="batch_size"):
+        generate(R, 2, prior=prior, image_size=16, batch_size=0)
+    with pytest.raises(ValueError, match="pass prior"):
+        generate(R, 2, image_size=16)
+    with pytest.raises(ValueError, match="animorphosis"):
+        generate(R, 2, prior=prior, pool=images(3, n=16))
+    with pytest.raises(ValueError, match="channels"):
+        generate(ColdDiffusion(Scaled(), GaussianNoise(3)), 2, image_size=8)
+    with pytest.raises(ValueError, match="3-channel"):
+        generate(R, 2, prior=fit_channel_mean_prior(images(8, c=3)), image_size=16, channels=1)

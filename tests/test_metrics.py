@@ -1,4 +1,4 @@
-"""Tests for coldlib.evaluation: SSIM/RMSE/PSNR and the paper's evaluation table.
+"""Tests for coldlib.evaluation: SSIM/RMSE/PSNR and the paper's evaluation table (with its Fréchet column).
 
 Lesson: 03_sampling_naive_vs_improved. Tiny images (16 px) and tiny models, so this runs in seconds on a CPU.
 """
@@ -11,9 +11,12 @@ import pytest
 import torch
 from torch import nn
 
-from coldlib.evaluation import metrics
+
 from coldlib.degradations import Degradation, GaussianBlur, GaussianNoise
-from coldlib.diffusion import ColdDiffusion
+from coldlib.diffusion import SAMPLER_NAMES, ColdDiffusion
+from coldlib.experiments import paper_table
+from coldlib.evaluation import FD_MNIST_CNN, FeatureStats, metrics, mnist_cnn_features, mnist_fd
+from coldlib.plotting import to_unit
 from coldlib.unet import UNet, unet_preset
 
 
@@ -64,8 +67,10 @@ def test_known_offset() -> None:
 
 
 def test_to_unit_clamps_and_shapes_checked() -> None:
-    assert torch.equal(metrics.to_unit(torch.tensor([-3.0, -1.0, 0.0, 1.0, 2.0])),
+    assert torch.equal(to_unit(torch.tensor([-3.0, -1.0, 0.0, 1.0, 2.0])),
                        torch.tensor([0.0, 0.0, 0.5, 1.0, 1.0]))
+    wide = to_unit(torch.zeros(2, dtype=torch.float64, requires_grad=True))
+    assert wide.dtype == torch.float32 and not wide.requires_grad  # measured (and shown) as float32
     with pytest.raises(ValueError, match="same shape"):
         metrics.rmse(torch.zeros(1, 1, 16, 16), torch.zeros(2, 1, 16, 16))
     with pytest.raises(ValueError, match="at least 11"):
@@ -140,6 +145,44 @@ def test_bad_arguments() -> None:
         metrics.evaluate_restoration(diffusion, _images(2), methods=("ddim",))
     with pytest.raises(ValueError, match="batch_size"):
         metrics.evaluate_restoration(diffusion, _images(2), batch_size=0)
+    with pytest.raises(ValueError, match="mnist-cnn"):
+        metrics.evaluate_restoration(diffusion, _images(2), frechet="fid")
+    with pytest.raises(ValueError, match="frechet="):
+        metrics.evaluate_restoration(diffusion, _images(2), weights_path="inception.pth")
+    with pytest.raises(ValueError, match="at least 2"):
+        metrics.evaluate_restoration(diffusion, _images(1), frechet="mnist-cnn")
+
+
+@pytest.mark.slow
+def test_frechet_column_is_measured_on_the_same_images() -> None:
+    torch.manual_seed(0)
+    D = GaussianNoise(3)  # a random ingredient z: the rows only agree if they share it
+    diffusion = ColdDiffusion(UNet(unet_preset("tiny", 1)), D)
+    x0 = torch.rand(10, 1, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 - 1  # the classifier's 32 px
+    seeded = lambda: torch.Generator().manual_seed(5)  # noqa: E731
+    got = metrics.evaluate_restoration(diffusion, x0, batch_size=4, generator=seeded(), frechet="mnist-cnn",
+                                       progress=True)
+    plain = metrics.evaluate_restoration(diffusion, x0, batch_size=4, generator=seeded())
+    assert list(got) == list(plain) == ["Degraded", *SAMPLER_NAMES.values()]
+    for row, values in plain.items():  # the Fréchet column changes nothing else
+        assert {k: v for k, v in got[row].items() if k != FD_MNIST_CNN} == pytest.approx(values, rel=1e-12)
+    # Collect every row's images by hand (z per batch of 4 from the same seed) and measure them independently.
+    g = seeded()
+    images: dict[str, list[torch.Tensor]] = {row: [] for row in plain}
+    with torch.no_grad():
+        for batch in x0.split(4):
+            z = D.draw_z(batch, g)
+            xt = D(batch, D.T, z)
+            images["Degraded"].append(xt)
+            for method, row in SAMPLER_NAMES.items():
+                images[row].append(diffusion.sample(xt, method=method, z=z))
+    reference = FeatureStats.from_features(mnist_cnn_features(x0))
+    for row, parts in images.items():
+        x = torch.cat(parts)
+        by_stats = reference.frechet_distance(FeatureStats.from_features(mnist_cnn_features(x)))
+        assert got[row][FD_MNIST_CNN] == pytest.approx(by_stats, rel=1e-6, abs=1e-6), row
+        assert got[row][FD_MNIST_CNN] == pytest.approx(mnist_fd(x0, x), rel=1e-6, abs=1e-6), row
+    assert got["Degraded"][FD_MNIST_CNN] > 0
 
 
 def test_format_table() -> None:
@@ -149,7 +192,7 @@ def test_format_table() -> None:
     plain = metrics.format_table(results)
     assert plain.splitlines()[0] == "| Column | SSIM | RMSE | PSNR |"
     assert "| Direct | 0.750 | 0.140 | ∞ |" in plain
-    table = metrics.format_table(results, metrics.PAPER_TABLES["blur", "mnist"])
+    table = metrics.format_table(results, paper_table("blur", "mnist"))
     assert table.splitlines()[0] == ("| Column | SSIM | SSIM (paper) | RMSE | RMSE (paper) | PSNR | FID (paper) |")
     assert "| Algorithm 2 | 0.710 | 0.718 | 0.150 | 0.154 | 16.00 | 4.69 |" in table
     sampled = metrics.format_table({"Algorithm 2": results["Algorithm 2"]}, {"Sampled": {"SSIM": 0.5}})

@@ -1,9 +1,6 @@
-"""coldlib.plotting, coldlib.widgets and coldlib.course: fast checks, no display needed (matplotlib Agg)."""
+"""coldlib.plotting and coldlib.widgets: fast checks, no display needed (matplotlib Agg)."""
 
 from __future__ import annotations
-
-import json
-from pathlib import Path
 
 import matplotlib
 
@@ -13,12 +10,17 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from coldlib import course, plotting, widgets  # noqa: E402
-from coldlib.degradations import (Decolorize, GaussianMask, GaussianNoise, ImageMixing, Pixelate, Snow,  # noqa: E402
-                                  SnowField, preset)
-
-ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+from coldlib import plotting, widgets  # noqa: E402
+from coldlib.degradations import (  # noqa: E402
+    Decolorize,
+    GaussianMask,
+    GaussianNoise,
+    ImageMixing,
+    Pixelate,
+    Snow,
+    SnowField,
+)
+from coldlib.experiments import preset  # noqa: E402
 
 
 def images(b: int = 3, c: int = 3, n: int = 16, seed: int = 0) -> torch.Tensor:
@@ -101,14 +103,17 @@ def test_degrade_over_steps_rejects_bad_steps():
         plotting.degrade_over_steps(Pixelate(2), images(), [])
 
 
-def test_repeat_z_keeps_named_tuples():
-    z = SnowField(torch.zeros(2, 1, 4, 4), torch.tensor([True, False]))
-    r = plotting.repeat_z(z, 3)
-    assert isinstance(r, SnowField) and r.field.shape == (6, 1, 4, 4)
-    assert r.vertical.tolist() == [True, False] * 3
-    assert plotting.repeat_z(None, 3) is None
+def test_degrade_over_steps_repeats_a_named_tuple_z(monkeypatch):
+    monkeypatch.setattr(plotting, "MAX_ELEMENTS_PER_CALL", 3 * 3 * 16 * 16 * 2)  # 2 steps per call: z repeated twice
+    D, x = Snow(7), images()
+    z = D.draw_z(x, torch.Generator().manual_seed(3))
+    assert isinstance(z, SnowField)  # a NamedTuple: every field is repeated with the batch
+    frames = plotting.degrade_over_steps(D, x, range(D.T + 1), z)
+    for t in range(D.T + 1):
+        assert torch.allclose(frames[t], D(x, t, z), atol=1e-5), t
+    assert torch.allclose(plotting.degrade_over_steps(Pixelate(2), x, [2])[0], Pixelate(2)(x, 2))  # z None
     with pytest.raises(TypeError):
-        plotting.repeat_z({"a": 1}, 2)
+        plotting.degrade_over_steps(D, x, [1, 2], z={"a": 1})
 
 
 # --- sliders ----------------------------------------------------------------------------------------------
@@ -203,57 +208,10 @@ def test_showcase_picks_one_per_label_first():
     assert len(plotting.showcase(x, None, k=4)) == 4
 
 
-# --- course: Colab links and the lesson map ---------------------------------------------------------------
-
-def test_colab_url_points_at_the_notebook():
-    path = "notebooks/01_degradations.ipynb"
-    url = course.colab_url(path)
-    assert url == f"https://colab.research.google.com/github/{course.REPO}/blob/{course.BRANCH}/{path}"
-    badge = course.colab_badge_markdown(path)
-    assert badge.startswith("[![Open In Colab]") and badge.endswith(f"({url})")
-    for bad in ["/abs/path.ipynb", "../x.ipynb", "notebooks/01_degradations.py"]:
-        with pytest.raises(ValueError):
-            course.colab_url(bad)
-
-
-def test_lesson_map_is_ordered_and_unique():
-    numbers = [lesson.number for lesson in course.LESSONS]
-    stems = [lesson.stem for lesson in course.LESSONS]
-    assert numbers == sorted(set(numbers)) and len(set(stems)) == len(stems)
-    assert all(stem.startswith(f"{n:02d}_") for n, stem in zip(numbers, stems))
-    assert course.lesson("01_degradations").number == 1
-    table = course.lesson_table_markdown()
-    assert table.count("\n") == len(course.LESSONS) + 1
-    assert all((("planned" if item.planned else "available") in table) for item in course.LESSONS)
-
-
-@pytest.mark.parametrize("lesson", [item for item in course.LESSONS if not item.planned], ids=lambda item: item.stem)
-def test_available_lessons_have_notebooks(lesson):
-    assert (ROOT / lesson.path).is_file(), f"{lesson.path} is in LESSONS but missing"
-    assert (ROOT / lesson.path).with_suffix(".py").is_file()
-
-
-@pytest.mark.parametrize("ipynb", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_every_notebook_is_an_available_lesson(ipynb):
-    lesson = course.lesson(ipynb.stem)  # KeyError: add the notebook to coldlib.course.LESSONS
-    assert not lesson.planned, f"{ipynb.name} exists: set planned=False for it in coldlib.course.LESSONS"
-
-
-@pytest.mark.parametrize("ipynb", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_badge_and_clone_match_course(ipynb):
-    cells = json.loads(ipynb.read_text(encoding="utf-8"))["cells"]
-    header = "".join(cells[0]["source"])
-    assert cells[0]["cell_type"] == "markdown"
-    assert course.colab_badge_markdown(f"notebooks/{ipynb.name}") in header, "the badge must open this notebook"
-    code = ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
-    assert code and code[0] == course.colab_setup_cell(), (
-        "the first code cell must be exactly coldlib.course.colab_setup_cell() (one place for the Colab set-up)")
-
-
 def test_compare_samplers_and_their_frames():
     from torch import nn
 
-    from coldlib.degradations import preset
+    from coldlib.experiments import preset
     from coldlib.diffusion import ColdDiffusion, compare_samplers
     from coldlib.widgets import sampler_frames
 

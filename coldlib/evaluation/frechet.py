@@ -15,7 +15,9 @@ Both fit a Gaussian (mean ``mu``, covariance ``Sigma``) to the features of each 
   small MNIST classifier the course trains and ships (:mod:`coldlib.evaluation.classifier`). It works offline, but it is
   **not** FID: its numbers have their own scale and must never be compared with the paper's FIDs.
 
-Never put both in one table (:func:`check_no_mixing`; :func:`format_frechet_table` enforces it). Both
+Never put both in one table (:func:`check_no_mixing`; :func:`coldlib.evaluation.format_frechet_table` enforces
+it). :func:`coldlib.evaluation.evaluate_restoration` adds either distance as a column of the paper's table
+(``frechet="mnist-cnn"`` or ``"inception"``), measured on the images its other columns measure. Both
 distances are biased upwards for small sets, so compare only numbers computed on the same number of images.
 """
 
@@ -24,18 +26,21 @@ from __future__ import annotations
 import importlib.util
 import os
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import load_file
+from torchmetrics.image.fid import FrechetInceptionDistance  # importable without torch-fidelity; built only with it
 
+from ..data import ImageSet
 from ..env import offline
+from .classifier import load_shipped_classifier
 
 __all__ = ["frechet_distance", "FeatureStats", "FD_MNIST_CNN", "FID_INCEPTION", "KINDS", "fd_column_name",
            "mnist_cnn_features", "mnist_fd", "inception_fid", "InceptionUnavailable", "INCEPTION_WEIGHTS_FILE",
-           "feature_extractor", "frechet_column", "add_frechet_column", "evaluate_frechet", "check_no_mixing",
-           "format_frechet_table"]
+           "feature_extractor", "frechet_column", "add_frechet_column", "check_no_mixing"]
 
 FD_MNIST_CNN = "FD_MNIST-CNN"
 FID_INCEPTION = "FID"
@@ -172,8 +177,6 @@ class FeatureStats:
 
 def _images(x: object, name: str, min_count: int = 2) -> torch.Tensor:
     """A float image tensor in [-1, 1] from a tensor or an ImageSet (values outside are clamped, as displayed)."""
-    from ..data import ImageSet
-
     if isinstance(x, ImageSet):
         x = x.float()
     if not isinstance(x, torch.Tensor) or x.ndim != 4 or not x.is_floating_point():
@@ -194,8 +197,6 @@ def mnist_cnn_features(images: object, *, batch_size: int = 500, device: str | t
     ``classifier`` replaces the shipped network (an
     :class:`coldlib.evaluation.classifier.MnistCNN`), e.g. one you trained yourself.
     """
-    from .classifier import load_shipped_classifier
-
     x = _images(images, "images", min_count=1)
     if classifier is None:
         classifier = load_shipped_classifier(device or "cpu").model
@@ -264,8 +265,6 @@ def _resolve_weights(weights_path: str | os.PathLike | None) -> str | None:
 def _checked_state_dict_file(path: str, tmpdir: str) -> str:
     """Refuse pickled code: the file must load with ``weights_only=True`` (or be safetensors, converted)."""
     if path.endswith(".safetensors"):
-        from safetensors.torch import load_file
-
         target = os.path.join(tmpdir, INCEPTION_WEIGHTS_FILE)
         torch.save(load_file(path), target)
         return target
@@ -291,8 +290,6 @@ def _inception_metric(weights_path: str | os.PathLike | None, device: torch.devi
     if not _torch_fidelity_available():
         raise InceptionUnavailable("Inception FID uses torchmetrics' FrechetInceptionDistance, which needs the "
                                    "torch-fidelity package (not installed). " + _how_to_get())
-    from torchmetrics.image.fid import FrechetInceptionDistance
-
     with tempfile.TemporaryDirectory() as tmpdir:
         checked = None if resolved is None else _checked_state_dict_file(resolved, tmpdir)
         try:
@@ -335,8 +332,6 @@ def feature_extractor(kind: str, *, weights_path: str | os.PathLike | None = Non
     fd_column_name(kind)
     dev = torch.device(device)
     if kind == "mnist-cnn":
-        from .classifier import load_shipped_classifier
-
         net = load_shipped_classifier(dev).model
         return lambda x: mnist_cnn_features(x, batch_size=batch_size, classifier=net)
     inception = _inception_metric(weights_path, dev).inception
@@ -386,49 +381,6 @@ def add_frechet_column(results_images: Mapping[str, torch.Tensor], reference: to
     return values
 
 
-@torch.no_grad()
-def evaluate_frechet(diffusion, x0: torch.Tensor, *, kind: str = "mnist-cnn", batch_size: int = 64,
-                     generator: torch.Generator | None = None, methods: Sequence[str] | None = None,
-                     **kw) -> dict[str, float]:
-    """The Fréchet column for :func:`coldlib.evaluation.evaluate_restoration`'s rows, without keeping the images.
-
-    Rebuilds the same rows the same way ("Degraded" = ``x_T = D(x0, T, z)``,
-    then each sampler from that ``x_T`` with the same ``z``, drawn per batch from ``generator``), so with a
-    generator seeded like the one given to ``evaluate_restoration`` (and the same ``batch_size`` and ``methods``)
-    it measures exactly the images that table measured. Features are accumulated batch by batch.
-    """
-    from ..degradations import check_images
-    from ..diffusion import METHODS
-    from .metrics import COLUMNS
-
-    methods = tuple(METHODS if methods is None else methods)
-    if any(m not in METHODS for m in methods) or len(set(methods)) != len(methods):
-        raise ValueError(f"methods must be distinct names from {METHODS}; got {methods}.")
-    x0 = check_images(x0, channels=diffusion.degradation.channels)
-    extract = feature_extractor(kind, **kw)
-    params = list(diffusion.parameters())
-    device = params[0].device if params else x0.device
-    rows = ["Degraded"] + [COLUMNS[m] for m in methods]
-    stats = {row: FeatureStats() for row in rows}
-    ref = FeatureStats()
-    modes = {module: module.training for module in diffusion.modules()}
-    diffusion.eval()
-    D, T = diffusion.degradation, diffusion.T
-    try:
-        for start in range(0, x0.shape[0], batch_size):
-            batch = x0[start : start + batch_size].to(device)
-            z = D.draw_z(batch, generator)
-            xt = D(batch, T, z)
-            ref.update(extract(batch))
-            stats["Degraded"].update(extract(xt))
-            for method in methods:
-                stats[COLUMNS[method]].update(extract(diffusion.sample(xt, T, method=method, z=z)))
-    finally:
-        for module, training in modes.items():
-            module.training = training
-    return {row: ref.frechet_distance(s) for row, s in stats.items()}
-
-
 def check_no_mixing(results: Mapping[str, Mapping[str, float]],
                     paper: Mapping[str, Mapping[str, float]] | None = None) -> None:
     """Raise ``ValueError`` if one table would hold both FD_MNIST-CNN and Inception FID (ours or the paper's)."""
@@ -439,24 +391,3 @@ def check_no_mixing(results: Mapping[str, Mapping[str, float]],
         raise ValueError(f"this table would hold both {FD_MNIST_CNN} and Inception FID ({where}). They are different "
                          "distances on different scales and must not share a table: drop one (for the paper's "
                          "numbers, format_frechet_table leaves their FID out).")
-
-
-def format_frechet_table(results: dict[str, dict[str, float]],
-                         paper: dict[str, dict[str, float]] | None = None) -> str:
-    """:func:`coldlib.evaluation.format_table`, never mixing distances: with FD_MNIST-CNN the paper's FID is left out.
-
-    A note under the table says which distance it holds.
-    """
-    from .metrics import format_table
-
-    check_no_mixing(results)
-    has_fd = any(FD_MNIST_CNN in row for row in results.values())
-    note = ""
-    if has_fd:
-        dropped = paper is not None and any(FID_INCEPTION in row for row in paper.values())
-        paper = {k: {m: v for m, v in row.items() if m != FID_INCEPTION} for k, row in (paper or {}).items()} or None
-        note = (f"\n\n{FD_MNIST_CNN}: Fréchet distance on the shipped MNIST classifier's features, not Inception FID"
-                + ("; the paper's FID is left out because it is not comparable." if dropped else "."))
-    elif any(FID_INCEPTION in row for row in results.values()):
-        note = "\n\nFID: Inception FID (torchmetrics / torch-fidelity InceptionV3, 2048-d pool features)."
-    return format_table(results, paper) + note

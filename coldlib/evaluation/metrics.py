@@ -1,7 +1,8 @@
 """Restoration metrics and the paper's evaluation table (Degraded / Direct / Algorithm 1 / Algorithm 2).
 
-Images live in [-1, 1]; the metrics are defined on the displayable range [0, 1], so :func:`to_unit` maps and
-clamps before measuring (a restorer's output may overshoot; what is shown on screen is the clamped image):
+Images live in [-1, 1]; the metrics are defined on the displayable range [0, 1], so
+:func:`coldlib.plotting.to_unit` (the one conversion for showing and measuring) maps to float32 and clamps
+before measuring (a restorer's output may overshoot; what is shown on screen is the clamped image):
 
 * RMSE: the square root of the mean squared error over *all* pixels of all images (the paper's definition);
 * PSNR: ``10 log10(1 / MSE)`` per image in dB, averaged over images (``inf`` for a perfect restoration);
@@ -13,7 +14,8 @@ clamps before measuring (a restorer's output may overshoot; what is shown on scr
 (``shared/reference/paper.md`` section (e)): "Degraded" is the true ``x_T = D(x0, T, z)`` (not the state after
 the first sampler update), "Algorithm 2" is the final ``x_0`` (not the last prediction ``R(x_1, 1)``), and the
 restorer runs in eval mode (their dropout stayed on). Every column is measured on the same images with the
-same random ingredient ``z``.
+same random ingredient ``z``, and the optional Fréchet column (``frechet="mnist-cnn"`` or ``"inception"``)
+comes from the same images in the same pass.
 """
 
 from __future__ import annotations
@@ -22,54 +24,19 @@ import math
 from collections.abc import Sequence
 
 import torch
-from torch import nn
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+from tqdm.auto import tqdm
 
 from ..degradations import check_images
-from ..diffusion import METHODS, SAMPLER_NAMES, ColdDiffusion
+from ..diffusion import METHODS, SAMPLER_NAMES, ColdDiffusion, device_of, eval_mode
+from ..plotting import to_unit
+from ..validate import check_int
+from .frechet import FD_MNIST_CNN, FID_INCEPTION, FeatureStats, check_no_mixing, fd_column_name, feature_extractor
 
-__all__ = ["to_unit", "rmse", "psnr", "ssim", "evaluate_restoration", "format_table", "COLUMNS", "PAPER_TABLES"]
+__all__ = ["rmse", "psnr", "ssim", "evaluate_restoration", "format_table", "format_frechet_table"]
 
-#: Column name of each sampler in the results table.
-COLUMNS = SAMPLER_NAMES
 _METRICS = ("SSIM", "RMSE", "PSNR")
 _SSIM_WINDOW = 11
-
-#: The paper's numbers (``shared/reference/paper.md`` section (d)); "Sampled" in the paper is Algorithm 2.
-#: Keys are (kind, dataset) as in :func:`coldlib.degradations.preset` ("pixelate" is the paper's super-resolution).
-PAPER_TABLES: dict[tuple[str, str], dict[str, dict[str, float]]] = {
-    ("blur", "mnist"): {"Degraded": {"FID": 438.59, "SSIM": 0.287, "RMSE": 0.287},
-                        "Direct": {"FID": 5.10, "SSIM": 0.757, "RMSE": 0.142},
-                        "Algorithm 2": {"FID": 4.69, "SSIM": 0.718, "RMSE": 0.154}},
-    ("blur", "cifar10"): {"Degraded": {"FID": 298.60, "SSIM": 0.315, "RMSE": 0.136},
-                          "Direct": {"FID": 83.69, "SSIM": 0.775, "RMSE": 0.071},
-                          "Algorithm 2": {"FID": 80.08, "SSIM": 0.773, "RMSE": 0.075}},
-    ("blur", "celeba"): {"Degraded": {"FID": 382.81, "SSIM": 0.254, "RMSE": 0.193},
-                         "Direct": {"FID": 36.37, "SSIM": 0.607, "RMSE": 0.083},
-                         "Algorithm 2": {"FID": 26.14, "SSIM": 0.568, "RMSE": 0.093}},
-    ("pixelate", "mnist"): {"Degraded": {"FID": 368.56, "SSIM": 0.178, "RMSE": 0.231},
-                            "Direct": {"FID": 4.05, "SSIM": 0.823, "RMSE": 0.114},
-                            "Algorithm 2": {"FID": 4.33, "SSIM": 0.820, "RMSE": 0.115}},
-    ("pixelate", "cifar10"): {"Degraded": {"FID": 358.99, "SSIM": 0.279, "RMSE": 0.146},
-                              "Direct": {"FID": 169.94, "SSIM": 0.420, "RMSE": 0.152},
-                              "Algorithm 2": {"FID": 152.76, "SSIM": 0.411, "RMSE": 0.155}},
-    ("pixelate", "celeba"): {"Degraded": {"FID": 349.85, "SSIM": 0.335, "RMSE": 0.225},
-                             "Direct": {"FID": 112.84, "SSIM": 0.400, "RMSE": 0.196},
-                             "Algorithm 2": {"FID": 96.92, "SSIM": 0.381, "RMSE": 0.201}},
-    # Table 2 (inpainting): only the FIDs were found; its Degraded column and all SSIM/RMSE are unknown.
-    ("inpaint", "mnist"): {"Direct": {"FID": 2.24}, "Algorithm 2": {"FID": 1.61}},
-    ("inpaint", "cifar10"): {"Direct": {"FID": 9.97}, "Algorithm 2": {"FID": 8.92}},
-    ("inpaint", "celeba"): {"Direct": {"FID": 7.74}, "Algorithm 2": {"FID": 5.73}},
-}
-
-
-def to_unit(x: torch.Tensor) -> torch.Tensor:
-    """Map images from [-1, 1] to [0, 1] as float32, clamping (metrics are defined on the displayable range).
-
-    The clamp is for measuring only; samplers never clamp.
-    """
-    return ((x.float() + 1) / 2).clamp(0, 1)
-
 
 def _pair(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     a = check_images(a, name="a")
@@ -136,53 +103,67 @@ class _Accumulator:
                 "PSNR": self.psnr / self.images}
 
 
-def _device_of(module: nn.Module, fallback: torch.device) -> torch.device:
-    for tensor in module.parameters():
-        return tensor.device
-    for tensor in module.buffers():
-        return tensor.device
-    return fallback
-
-
 @torch.no_grad()
 def evaluate_restoration(diffusion: ColdDiffusion, x0: torch.Tensor, *, batch_size: int = 64,
-                         generator: torch.Generator | None = None,
-                         methods: Sequence[str] = METHODS) -> dict[str, dict[str, float]]:
-    """The paper's restoration table on held-out images ``x0`` (in [-1, 1]): SSIM, RMSE and PSNR per column.
+                         generator: torch.Generator | None = None, methods: Sequence[str] = METHODS,
+                         frechet: str | None = None, progress: bool = False,
+                         **frechet_kw) -> dict[str, dict[str, float]]:
+    """The paper's restoration table on held-out images ``x0`` (in [-1, 1]): SSIM, RMSE and PSNR per row.
 
-    Columns: "Degraded" = ``x_T = D(x0, T, z)``, "Direct" =
-    ``R(x_T, T)``, "Algorithm 1" and "Algorithm 2" = the final ``x_0`` of the naive and improved samplers,
-    all started from the same ``x_T``. ``z`` (the hole position, snow field, noise, ...) is drawn once per
-    batch with ``generator`` and shared by every column, so a seeded generator makes the table reproducible.
-    The model runs in eval mode (dropout off) and gets its previous train/eval modes back afterwards.
+    Rows: "Degraded" = ``x_T = D(x0, T, z)``, then one per sampler in ``methods``, named by
+    :data:`coldlib.diffusion.SAMPLER_NAMES`: "Direct" = ``R(x_T, T)``, "Algorithm 1" and "Algorithm 2" = the
+    final ``x_0`` of the naive and improved samplers, all started from the same ``x_T``. ``z`` (the hole
+    position, snow field, noise, ...) is drawn once per batch with ``generator`` and shared by every row, so a
+    seeded generator makes the table reproducible. The model runs in eval mode (dropout off) and gets its
+    previous train/eval modes back afterwards.
+
+    ``frechet`` ("mnist-cnn" or "inception") adds the column ``fd_column_name(frechet)`` ("FD_MNIST-CNN" or
+    "FID") to every row: the Fréchet distance between the features of that row's images and those of the
+    clean ``x0``, from the very images the other columns measure, in the same pass (features are accumulated
+    batch by batch; no image is kept). ``frechet_kw`` go to :func:`coldlib.evaluation.feature_extractor`
+    (``weights_path=`` for Inception; ``device=``, by default the restorer's). ``progress`` shows a tqdm bar
+    over the batches.
     """
     if not isinstance(diffusion, ColdDiffusion):
         raise ValueError(f"diffusion must be a coldlib ColdDiffusion; got {type(diffusion).__name__}.")
     x0 = check_images(x0, channels=diffusion.degradation.channels)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int; got {batch_size!r}.")
+    check_int(batch_size, "batch_size")
     methods = tuple(methods)
     unknown = [m for m in methods if m not in METHODS]
     if unknown or len(set(methods)) != len(methods):
         raise ValueError(f"methods must be distinct names from {METHODS}; got {methods}.")
+    if frechet is None and frechet_kw:
+        raise ValueError(f"{sorted(frechet_kw)} configure the Fréchet column; pass frechet='mnist-cnn' or "
+                         "'inception' too (or leave them out).")
+    if frechet is not None and x0.shape[0] < 2:
+        raise ValueError(f"a Fréchet distance needs at least 2 images (hundreds for a meaningful value); x0 has "
+                         f"{x0.shape[0]}.")
     D, T = diffusion.degradation, diffusion.T
-    device = _device_of(diffusion, x0.device)
-    columns = {"Degraded": _Accumulator(), **{COLUMNS[m]: _Accumulator() for m in methods}}
-    modes = {module: module.training for module in diffusion.modules()}
-    diffusion.eval()
-    try:
-        for start in range(0, x0.shape[0], batch_size):
+    device = device_of(diffusion, x0.device)
+    column = None if frechet is None else fd_column_name(frechet)
+    # Built before the loop, so a missing network (e.g. Inception offline) fails at once, not after sampling.
+    extract = None if frechet is None else feature_extractor(frechet, **{"device": device, **frechet_kw})
+    rows = ["Degraded", *(SAMPLER_NAMES[m] for m in methods)]
+    pixels = {row: _Accumulator() for row in rows}
+    features = {row: FeatureStats() for row in rows}
+    reference = FeatureStats()
+    with eval_mode(diffusion):
+        for start in tqdm(range(0, x0.shape[0], batch_size), desc="evaluating", unit="batch", disable=not progress):
             batch = x0[start : start + batch_size].to(device)
             z = D.draw_z(batch, generator)
             xt = D(batch, T, z)
-            columns["Degraded"].add(xt, batch)
-            for method in methods:
-                restored = diffusion.sample(xt, T, method=method, z=z)
-                columns[COLUMNS[method]].add(restored, batch)
-    finally:
-        for module, training in modes.items():
-            module.training = training
-    return {name: acc.result() for name, acc in columns.items()}
+            images = {"Degraded": xt, **{SAMPLER_NAMES[m]: diffusion.sample(xt, T, method=m, z=z) for m in methods}}
+            if extract is not None:
+                reference.update(extract(batch))
+            for row, out in images.items():
+                pixels[row].add(out, batch)
+                if extract is not None:
+                    features[row].update(extract(out))
+    results = {row: pixels[row].result() for row in rows}
+    if column is not None:
+        for row in rows:
+            results[row][column] = reference.frechet_distance(features[row])
+    return results
 
 
 def _fmt(metric: str, value: float | None) -> str:
@@ -196,7 +177,7 @@ def _fmt(metric: str, value: float | None) -> str:
 def format_table(results: dict[str, dict[str, float]], paper: dict[str, dict[str, float]] | None = None) -> str:
     """A markdown table of :func:`evaluate_restoration` results, with the paper's numbers beside ours if given.
 
-    ``paper`` has the same shape (e.g. ``PAPER_TABLES["blur", "mnist"]``);
+    ``paper`` has the same shape (e.g. ``coldlib.experiments.paper_table("blur", "mnist")``);
     its "Sampled" row is read as "Algorithm 2", and metrics we do not compute (FID) get a paper-only column.
     """
     paper = {("Algorithm 2" if k == "Sampled" else k): v for k, v in (paper or {}).items()}
@@ -221,3 +202,22 @@ def format_table(results: dict[str, dict[str, float]], paper: dict[str, dict[str
             cells.append(_fmt(metric, value))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def format_frechet_table(results: dict[str, dict[str, float]],
+                         paper: dict[str, dict[str, float]] | None = None) -> str:
+    """:func:`format_table`, never mixing distances: with FD_MNIST-CNN the paper's FID is left out.
+
+    A note under the table says which distance it holds.
+    """
+    check_no_mixing(results)
+    has_fd = any(FD_MNIST_CNN in row for row in results.values())
+    note = ""
+    if has_fd:
+        dropped = paper is not None and any(FID_INCEPTION in row for row in paper.values())
+        paper = {k: {m: v for m, v in row.items() if m != FID_INCEPTION} for k, row in (paper or {}).items()} or None
+        note = (f"\n\n{FD_MNIST_CNN}: Fréchet distance on the shipped MNIST classifier's features, not Inception FID"
+                + ("; the paper's FID is left out because it is not comparable." if dropped else "."))
+    elif any(FID_INCEPTION in row for row in results.values()):
+        note = "\n\nFID: Inception FID (torchmetrics / torch-fidelity InceptionV3, 2048-d pool features)."
+    return format_table(results, paper) + note
