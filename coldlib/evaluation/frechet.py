@@ -4,7 +4,7 @@ Both fit a Gaussian (mean ``mu``, covariance ``Sigma``) to the features of each 
 (2-Wasserstein) distance between the two Gaussians,
 ``||mu1 - mu2||² + tr(Sigma1) + tr(Sigma2) - 2 tr((Sigma1 Sigma2)^½)``. They differ in the feature network:
 
-* **FID** (:func:`inception_fid`, column ``"FID"``): the paper's metric (``shared/reference/paper.md`` (b)),
+* **FID** (:func:`inception_fid`, column ``"FID"``): the paper's metric (``notebooks/paper_notes.md`` section (b)),
   2048-d pool features of the TensorFlow-FID InceptionV3, grey-scale repeated to 3 channels. Computed with
   torchmetrics' ``FrechetInceptionDistance``, which needs the ``torch-fidelity`` package
   (``pip install torch-fidelity``) and the InceptionV3 weights (about 92 MB): downloaded automatically with a

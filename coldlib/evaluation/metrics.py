@@ -11,7 +11,7 @@ before measuring (a restorer's output may overshoot; what is shown on screen is 
   small differences in the third decimal are expected.
 
 :func:`evaluate_restoration` fixes three inconsistencies of the authors' evaluation scripts
-(``shared/reference/paper.md`` section (e)): "Degraded" is the true ``x_T = D(x0, T, z)`` (not the state after
+(``notebooks/paper_notes.md`` section (e)): "Degraded" is the true ``x_T = D(x0, T, z)`` (not the state after
 the first sampler update), "Algorithm 2" is the final ``x_0`` (not the last prediction ``R(x_1, 1)``), and the
 restorer runs in eval mode (their dropout stayed on). Every column is measured on the same images with the
 same random ingredient ``z``, and the optional Fréchet column (``frechet="mnist-cnn"`` or ``"inception"``)
