@@ -1,5 +1,5 @@
 # Cold Diffusion course: `make course` to learn, `make test` to check everything,
-# `make quick` for a fast developer loop (every test not marked slow).
+# `make quick` for a fast developer loop (the unit tests not marked slow; no notebooks).
 # Everything runs inside a local virtualenv ($(VENV)) holding coldlib (editable) and its dev extra.
 # Extra arguments: make course LAB_ARGS="--port 8890 --no-browser" (JupyterLab),
 #                  make test PYTEST_ARGS="-x -k blur" (pytest; also for make quick).
@@ -13,7 +13,7 @@ STAMP := $(VENV)/.installed
 # Jupyter refuses to start as root (containers, cloud machines) without --allow-root: add it for root only.
 ALLOW_ROOT = $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: course test quick sync strip bench clean
+.PHONY: course test quick sync strip bench clean gpu-check
 
 # The main job: open the notebooks in JupyterLab.
 # The server's root is the repository, not notebooks/: jupytext's contents manager looks for
@@ -29,7 +29,7 @@ test: $(STAMP)
 
 # The developer loop: the same suite in fast mode without the tests marked slow (pytest -m "not slow").
 quick: $(STAMP)
-	COLDLIB_FAST=1 $(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	COLDLIB_FAST=1 $(BIN)/python -m pytest tests -m "not slow" $(PYTEST_ARGS)
 
 # Create the virtualenv and install coldlib with its dev extra; redone only when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -56,6 +56,10 @@ strip: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_degradations.py
+
+# On a CUDA machine (no virtualenv needed there): bench/gpu_check.py; e.g. make gpu-check GPU_CHECK_ARGS="--out DIR" (or "--dry-run").
+gpu-check:
+	$(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON)) bench/gpu_check.py $(GPU_CHECK_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache
