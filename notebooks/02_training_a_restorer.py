@@ -68,15 +68,14 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import torch
 
-from coldlib.shipped import checkpoint_dir
 from coldlib.data import load_images
-from coldlib.experiments import preset
 from coldlib.diffusion import ColdDiffusion
 from coldlib.env import fast_mode, lesson_device, seed_everything
+from coldlib.experiments import preset
 from coldlib.plotting import labelled_rows
-from coldlib.training import train_or_load
-from coldlib.unet import UNET_PRESETS, timestep_embedding, UNet, unet_preset, unet_preset_name
-from coldlib.training import TrainConfig, Trainer
+from coldlib.shipped import checkpoint_dir
+from coldlib.training import TrainConfig, Trainer, train_or_load
+from coldlib.unet import UNET_PRESETS, UNet, timestep_embedding, unet_preset, unet_preset_name
 from coldlib.widgets import frame_slider, frames_over_t
 
 FAST = fast_mode()  # COLDLIB_FAST=1 (CI) shrinks the live training run and the fallback run of section 5

@@ -75,15 +75,13 @@ from PIL import Image
 
 from coldlib.data import load_images
 from coldlib.degradations import GaussianMask
-from coldlib.experiments import paper_table, preset
 from coldlib.diffusion import ColdDiffusion, compare_samplers
 from coldlib.env import fast_mode, lesson_device, seed_everything
-from coldlib.evaluation import FD_MNIST_CNN, check_no_mixing
-from coldlib.evaluation import evaluate_restoration, rmse
+from coldlib.evaluation import FD_MNIST_CNN, check_no_mixing, evaluate_restoration, rmse
+from coldlib.experiments import paper_table, preset
 from coldlib.plotting import degradation_grid, labelled_rows, show_images
-from coldlib.training import train_or_load
+from coldlib.training import TrainConfig, Trainer, train_or_load
 from coldlib.unet import UNet, unet_preset, unet_preset_name
-from coldlib.training import TrainConfig, Trainer
 from coldlib.widgets import frame_slider, sampler_frames, t_slider
 
 FAST = fast_mode()  # COLDLIB_FAST=1 (CI): tiny training runs and a 32-image evaluation
