@@ -15,6 +15,7 @@ from coldlib.degradations import (
     GaussianNoise,
     ImageMixing,
     Pixelate,
+    SeparableLinear,
     Snow,
     from_config,
 )
@@ -348,3 +349,16 @@ def test_generation_starts_only_where_x_T_forgets_x0(key):
     again, _ = D.generation_start(3, 8, channels=channels_for(D), prior=prior, generator=g())
     assert x_T.shape == (3, channels_for(D), 8, 8) and torch.equal(x_T, again)
     assert (z is None) == (not D.has_z)
+
+
+@pytest.mark.parametrize("T, side", [(3, 32), (4, 64)])
+def test_pixelate_shared_step_pooling_equals_the_matrices(T, side):
+    D = Pixelate(T)
+    x = torch.rand(4, 3, side, side, generator=torch.Generator().manual_seed(T)) * 2 - 1
+    for t in range(T + 1):  # the whole batch at one step: the average-pool path
+        by_matrices = SeparableLinear.degrade(D, x, torch.full((4,), t), None)
+        assert torch.allclose(D(x, t), by_matrices, atol=1e-6), t
+    mixed = torch.tensor([0, 1, T, 2])  # a step per image: still exact
+    assert torch.allclose(D(x, mixed), torch.stack([D(x[i : i + 1], int(s))[0] for i, s in enumerate(mixed)]),
+                          atol=1e-6)
+    assert D(x, 0) is not x and torch.equal(D(x, 0), x)

@@ -176,10 +176,26 @@ class Pixelate(SeparableLinear):
     def config(self) -> dict[str, Any]:
         return {"type": "Pixelate", "T": self.T}
 
-    def composite_matrices(self, n: int) -> torch.Tensor:
+    def _check_side(self, n: int) -> None:
         if n % 2**self.T:
             raise ValueError(f"Pixelate(T={self.T}) needs image sides divisible by 2^T = {2**self.T}; got {n}. "
                              "Resize the images (the paper resizes MNIST to 32) or lower T.")
+
+    def degrade(self, x0: torch.Tensor, t: torch.Tensor, z: Any) -> torch.Tensor:
+        self._check_side(x0.shape[-2])
+        self._check_side(x0.shape[-1])
+        step = int(t[0])
+        if not bool((t == step).all()):
+            return super().degrade(x0, t, z)  # a step per image: one matrix pair per image, exact for every t
+        # One step for the whole batch (the samplers' case): a 2^t average pool, then nearest-neighbour
+        # upsampling, is the same block average without the two (B, n, n) matrix products.
+        if step == 0:
+            return x0.clone()
+        block = 2**step  # nearest-neighbour interpolate is many times faster than repeat_interleave here
+        return F.interpolate(F.avg_pool2d(x0, block), scale_factor=block, mode="nearest")
+
+    def composite_matrices(self, n: int) -> torch.Tensor:
+        self._check_side(n)
         idx = torch.arange(n)
         mats = []
         for t in range(self.T + 1):
