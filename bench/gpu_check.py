@@ -5,7 +5,7 @@ Made for a CUDA machine that is lent for a few minutes; the whole check takes ab
 
     # On the development machine, once: the offline MNIST files (the official test split; the two .gz files
     # are enough) into a git-ignored folder of the repository, so that they travel with the working tree.
-    mkdir -p data/mnist_offline/MNIST/raw && cp ../shared/data/MNIST/raw/*.gz data/mnist_offline/MNIST/raw/
+    mkdir -p data/mnist_offline/MNIST/raw && cp "$COLDLIB_DATA_DIR"/MNIST/raw/*.gz data/mnist_offline/MNIST/raw/
 
     # On the GPU machine (carry data/mnist_offline; its python3 holds PyTorch, coldlib needs no install):
     COLDLIB_DATA_DIR=$PWD/data/mnist_offline COLDLIB_OFFLINE=1 PYTHONUNBUFFERED=1 python3 bench/gpu_check.py --out $OUT
