@@ -13,12 +13,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from sklearn.mixture import GaussianMixture
 from tqdm.auto import tqdm
 
 from .degradations import GaussianNoise, ImageMixing, check_images, map_z
+from .degradations.base import add_start_noise, check_noise_std
 from .diffusion import METHODS, ColdDiffusion, eval_mode, weights_of
 from .validate import check_int
 
@@ -63,13 +63,9 @@ class ChannelMeanPrior:
         h, w = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
         if not (isinstance(h, int) and isinstance(w, int) and h > 0 and w > 0):
             raise ValueError(f"image_size must be a positive int or (H, W); got {image_size!r}.")
-        if not (isinstance(noise_std, (int, float)) and np.isfinite(noise_std) and noise_std >= 0):
-            raise ValueError(f"noise_std must be a finite number >= 0; got {noise_std!r}.")
+        check_noise_std(noise_std)
         colours = self.sample_means(n, generator).float()
-        x = colours[:, :, None, None].expand(n, self.channels, h, w).clone()
-        if noise_std > 0:
-            x += noise_std * torch.randn(x.shape, generator=generator)
-        return x
+        return add_start_noise(colours[:, :, None, None].expand(n, self.channels, h, w).clone(), noise_std, generator)
 
 
 def fit_channel_mean_prior(images: torch.Tensor, n_components: int = 1, seed: int = 0) -> ChannelMeanPrior:

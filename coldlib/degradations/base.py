@@ -139,6 +139,20 @@ def map_z(z: Any, fn: Any) -> Any:
                     "tensor or a NamedTuple of tensors (batch first) from draw_z.")
 
 
+def check_noise_std(noise_std: Any) -> float:
+    """``noise_std`` (the symmetry-breaking noise of a generation start) must be a finite number >= 0."""
+    if not (isinstance(noise_std, (int, float)) and math.isfinite(noise_std) and noise_std >= 0):
+        raise ValueError(f"noise_std must be a finite number >= 0; got {noise_std!r}.")
+    return noise_std
+
+
+def add_start_noise(x_T: torch.Tensor, noise_std: float, generator: torch.Generator | None) -> torch.Tensor:
+    """``x_T`` plus N(0, noise_std²) per pixel: the paper's symmetry breaking, added once to a generation start."""
+    if check_noise_std(noise_std) > 0:
+        x_T = x_T + noise_std * torch.randn(x_T.shape, generator=generator)
+    return x_T
+
+
 #: Every Degradation subclass, by class name (filled in as classes are defined; see ``__init_subclass__``).
 _REGISTRY: dict[str, type[Degradation]] = {}
 
@@ -238,18 +252,10 @@ class Degradation(abc.ABC):
             raise ValueError(f"{self!r} does not end in a state that can be sampled without x0; generation needs "
                              "blur to the mean, GaussianNoise, InpaintGeneration or ImageMixing with a pool.")
         n, image_size = check_int(n, "n", hint=" (how many images)"), check_int(image_size, "image_size")
-        if not (isinstance(noise_std, (int, float)) and math.isfinite(noise_std) and noise_std >= 0):
-            raise ValueError(f"noise_std must be a finite number >= 0; got {noise_std!r}.")
+        check_noise_std(noise_std)
         zeros = torch.zeros(n, channels, image_size, image_size)
         z = self.draw_z(zeros, generator)
-        x_T = self(zeros, self.T, z)
-        return self._add_noise(x_T, noise_std, generator), z
-
-    @staticmethod
-    def _add_noise(x_T: torch.Tensor, noise_std: float, generator: torch.Generator | None) -> torch.Tensor:
-        if noise_std > 0:
-            x_T = x_T + noise_std * torch.randn(x_T.shape, generator=generator)
-        return x_T
+        return add_start_noise(self(zeros, self.T, z), noise_std, generator), z
 
     @classmethod
     def from_arguments(cls, arguments: dict[str, Any]) -> Degradation:
