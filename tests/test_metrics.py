@@ -77,6 +77,53 @@ def test_to_unit_clamps_and_shapes_checked() -> None:
         metrics.ssim(torch.zeros(1, 1, 8, 8), torch.zeros(1, 1, 8, 8))
 
 
+def _skimage_ssim(a: torch.Tensor, b: torch.Tensor) -> list[float]:
+    """An independent SSIM per image: scikit-image with the authors' settings, channel by channel."""
+    from skimage.metrics import structural_similarity
+
+    a, b = to_unit(a).double().numpy(), to_unit(b).double().numpy()
+    return [sum(structural_similarity(a[i, c], b[i, c], gaussian_weights=True, sigma=1.5,
+                                      use_sample_covariance=False, data_range=1.0) for c in range(a.shape[1]))
+            / a.shape[1] for i in range(a.shape[0])]
+
+
+def _digit_like(n: int, seed: int, noise: float = 0.1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Strokes on an empty border (as MNIST) and a blurred (noisy) copy."""
+    from skimage.data import camera
+
+    g = torch.Generator().manual_seed(seed)
+    x = -torch.ones(n, 1, 32, 32)
+    photo = torch.from_numpy(camera()[::8, ::8].copy()).float() / 127.5 - 1  # 64x64 of a real photograph
+    for i in range(n):
+        r, c = torch.randint(0, 64 - 20, (2,), generator=g).tolist()
+        x[i, 0, 6:26, 6:26] = photo[r:r + 20, c:c + 20]
+    y = _blur()(x, 3) + noise * torch.randn(x.shape, generator=g)
+    return x, y
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_ssim_matches_scikit_image_with_the_authors_settings(channels: int) -> None:
+    x, y = _digit_like(5, seed=channels)
+    x, y = x.repeat(1, channels, 1, 1), y.repeat(1, channels, 1, 1)
+    if channels == 3:  # colour: make the channels differ
+        y = y + 0.3 * torch.rand(y.shape, generator=torch.Generator().manual_seed(9))
+    reference = _skimage_ssim(x, y)
+    per_image = metrics._ssim_per_image(to_unit(x), to_unit(y))
+    assert per_image.tolist() == pytest.approx(reference, abs=1e-3)
+    assert metrics.ssim(x, y) == pytest.approx(sum(reference) / len(reference), abs=1e-3)
+    assert 0.05 < metrics.ssim(x, y) < 0.95  # a real test: far from both trivial values
+
+
+def test_ssim_is_not_torchmetrics_padded_convention() -> None:
+    """torchmetrics' default pads the borders; where both images share an empty border it reads higher."""
+    from torchmetrics.functional.image import structural_similarity_index_measure
+
+    x, y = _digit_like(5, seed=0, noise=0.0)
+    assert metrics._ssim_per_image(to_unit(y), to_unit(x)).tolist() == pytest.approx(_skimage_ssim(y, x), abs=1e-3)
+    padded = float(structural_similarity_index_measure(to_unit(y), to_unit(x), data_range=1.0))
+    assert padded - metrics.ssim(y, x) > 0.02
+
+
 def test_oracle_restorer_is_perfect_and_degraded_is_not() -> None:
     x0 = _images()
     D = _blur()

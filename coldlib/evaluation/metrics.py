@@ -6,11 +6,15 @@ before measuring (a restorer's output may overshoot; what is shown on screen is 
 
 * RMSE: the square root of the mean squared error over *all* pixels of all images (the paper's definition);
 * PSNR: ``10 log10(1 / MSE)`` per image in dB, averaged over images (``inf`` for a perfect restoration);
-* SSIM: torchmetrics' SSIM (11×11 Gaussian window, σ = 1.5, ``data_range=1``) per image, averaged. The authors
-  use ``pytorch_msssim.ssim``, which has the same window but keeps only the windows fully inside the image
-  instead of padding the borders. On MNIST, whose borders are mostly empty background, torchmetrics reads
-  about 0.08 higher (an independent re-evaluation of the shipped models), so this SSIM is not the paper's
-  convention; switching to it is open work.
+* SSIM: the authors' convention, computed by their own library, ``pytorch_msssim.ssim``: an 11-tap Gaussian
+  window with σ = 1.5, K = (0.01, 0.03), population (biased) variances, data range 1, averaged over the windows
+  that lie *fully inside* the image (no padding), then over channels and images. torchmetrics' default SSIM
+  pads the borders instead and averages over every pixel; on MNIST, whose borders are empty background that
+  both images share, it reads about 0.08 higher, so it would not stand beside the paper's numbers. The tests
+  tie this SSIM to scikit-image's independent ``structural_similarity`` (Gaussian weights, same settings).
+
+Both images are clamped to [0, 1] before every metric (RMSE, PSNR and SSIM): a restorer's output can overshoot
+[-1, 1] slightly, and the clamped image is what a reader sees.
 
 :func:`evaluate_restoration` fixes three inconsistencies of the authors' evaluation scripts
 (``notebooks/paper_notes.md`` section (e)): "Degraded" is the true ``x_T = D(x0, T, z)`` (not the state after
@@ -26,7 +30,8 @@ import math
 from collections.abc import Sequence
 
 import torch
-from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+from pytorch_msssim import ssim as _authors_ssim  # the authors' SSIM (valid windows only): comparable with the paper
+from torchmetrics.functional.image import peak_signal_noise_ratio
 from tqdm.auto import tqdm
 
 from ..degradations import check_images
@@ -60,7 +65,9 @@ def _ssim_per_image(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     if min(a.shape[-2:]) < _SSIM_WINDOW:
         raise ValueError(f"SSIM uses an {_SSIM_WINDOW}x{_SSIM_WINDOW} window, so images need sides of at least "
                          f"{_SSIM_WINDOW} pixels; got {tuple(a.shape[-2:])}.")
-    return structural_similarity_index_measure(a, b, data_range=1.0, reduction="none")
+    # float64: the per-window statistics of a nearly flat image cancel badly in float32.
+    return _authors_ssim(a.double(), b.double(), data_range=1.0, size_average=False, win_size=_SSIM_WINDOW,
+                         win_sigma=1.5, K=(0.01, 0.03), nonnegative_ssim=False)
 
 
 def rmse(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -77,7 +84,7 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def ssim(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Structural similarity (1 = identical), averaged over images."""
+    """Structural similarity (1 = identical) in the authors' convention (see the module notes), averaged over images."""
     a, b = _pair(a, b)
     return float(_ssim_per_image(a, b).double().mean())
 
