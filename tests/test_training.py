@@ -199,3 +199,26 @@ def test_auto_mixed_precision_uses_bf16_on_a_cpu_only_where_it_is_native(monkeyp
     assert trainer_module._autocast_dtype(TrainConfig(mixed_precision="no"), cpu) is None
     assert trainer_module._autocast_dtype(TrainConfig(mixed_precision="bf16"), cpu) == torch.bfloat16
 
+
+
+def test_warm_start_begins_from_the_given_weights_and_records_them(tmp_path, monkeypatch):
+    from coldlib.checkpoints import sha256_of
+    from coldlib.training import train
+
+    monkeypatch.setenv("COLDLIB_OFFLINE", "1")
+    common = dict(model="tiny", limit=16, batch_size=4, grad_accum=1, ema_start=0, ema_every=1, progress=False)
+    first, _ = train("decolor", "photos", steps=2, export=tmp_path / "first", **common)
+    weights = first.path
+    # lr 0: the weights cannot move, so the warm-started model must equal the one it started from
+    second, _ = train("decolor", "photos", steps=1, lr=1e-12, seed=5, init_from=weights, export=tmp_path / "second",
+                      **common)
+    for a, b in zip(first.model.parameters(), second.model.parameters()):
+        assert torch.allclose(a, b, atol=1e-6)
+    cold, _ = train("decolor", "photos", steps=1, lr=1e-12, seed=5, **common)  # the same run from seed 5
+    assert not torch.allclose(params(cold.model), params(second.model))
+    recorded = load_model(second.path).config["train"]["init_from"]
+    assert recorded["sha256"] == sha256_of(weights) and recorded["steps"] == 2 and recorded["file"] == weights.name
+    with pytest.raises(ValueError, match="same task and preset"):
+        train("snow", "photos", steps=1, init_from=weights, **common)
+    with pytest.raises(ValueError, match="pick the matching --model"):
+        train("decolor", "photos", steps=1, init_from=weights, **{**common, "model": "small"})

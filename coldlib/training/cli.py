@@ -78,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "cuda:LOCAL_RANK) or cpu (gloo)")
     p.add_argument("--mixed-precision", default="auto", choices=["auto", "bf16", "no"])
     p.add_argument("--compile", action="store_true", help="torch.compile the training loss")
+    p.add_argument("--init-from", help="warm start: the weights of this checkpoint (e.g. a shipped one) instead of "
+                                        "random ones; same --model and task")
     p.add_argument("--out", required=True, help="run folder: state.safetensors and losses live here")
     p.add_argument("--export", help="write the EMA weights to <EXPORT>.safetensors + .json when done")
     p.add_argument("--eval-images", type=_non_negative_int, default=500, help="held-out images for the final metrics")
@@ -134,6 +136,7 @@ def _run(args: argparse.Namespace, device: torch.device) -> dict:
                       export=args.export, image_size=args.image_size, limit=args.limit, classes=args.classes,
                       preset_dataset=args.preset_dataset, mix_with=args.mix_with, mix_classes=args.mix_classes,
                       loss=args.loss, eval_images=args.eval_images, device=device, progress=not args.no_progress,
+                      init_from=args.init_from,
                       batch_size=args.batch_size, grad_accum=args.grad_accum, lr=args.lr, ema_start=args.ema_start,
                       ema_every=args.ema_every, ema_decay=args.ema_decay, checkpoint_every=args.checkpoint_every,
                       seed=args.seed, flip=args.flip, mixed_precision=args.mixed_precision, compile=args.compile)

@@ -28,7 +28,7 @@ import torch.distributed as dist
 
 import coldlib
 
-from ..checkpoints import FORMAT, LoadedModel
+from ..checkpoints import FORMAT, LoadedModel, load_model, sha256_of
 from ..data import ImageSet, load_images
 from ..degradations import Degradation, ImageMixing
 from ..diffusion import ColdDiffusion
@@ -71,7 +71,8 @@ def train(task: str, dataset: str, *, steps: int, model: str = "small", out_dir:
           export: str | Path | None = None, image_size: int | None = None, limit: int | None = None,
           classes: list[int] | None = None, degradation: Degradation | None = None, preset_dataset: str | None = None,
           mix_with: str | None = None, mix_classes: list[int] | None = None, loss: str = "l1", eval_images: int = 0,
-          device: str | torch.device | None = None, progress: bool = True, **config: Any) -> tuple[LoadedModel, dict]:
+          device: str | torch.device | None = None, progress: bool = True, init_from: str | Path | None = None,
+          **config: Any) -> tuple[LoadedModel, dict]:
     """Train a restorer for ``task`` on ``dataset`` for ``steps`` optimizer steps; return ``(model, report)``.
 
     The degradation is ``preset(task, preset_dataset or dataset)`` (the paper's setting), or ``degradation``
@@ -81,6 +82,11 @@ def train(task: str, dataset: str, *, steps: int, model: str = "small", out_dir:
     touching the caller's random state. With ``out_dir`` the run keeps ``out_dir/state.safetensors`` (calling
     again resumes it) and ``report.json``; with ``export`` the EMA weights are saved as a checkpoint. With
     ``eval_images`` > 0 that many held-out images are scored with every sampler before export.
+
+    ``init_from`` (a checkpoint written by :func:`coldlib.checkpoints.save_model`, e.g. a shipped one) warm-starts
+    the weights, and the EMA, from that model instead of from ``seed``: fine-tuning, or extending a finished
+    run whose resumable state is gone. Its UNet and degradation must equal this run's. The export records
+    where it started (``train["init_from"]``: file, SHA-256, and the steps it had taken).
 
     Under ``torchrun`` (a process group already initialised by the caller) every rank calls it; rank 0
     evaluates and writes. Returns the EMA model as a :class:`LoadedModel` (``path`` is the export, or None)
@@ -126,13 +132,18 @@ def train(task: str, dataset: str, *, steps: int, model: str = "small", out_dir:
     with torch.random.fork_rng(devices=[]):  # seeded initial weights; the caller's random state is untouched
         torch.manual_seed(train_config.seed)
         net = UNet(unet_config)
+    warm_start = _warm_start(net, D, init_from) if init_from is not None else None
     diffusion = ColdDiffusion(net.to(device), D, loss=loss)
     run_dir = Path(out_dir).expanduser() if out_dir is not None else None
-    trainer = Trainer(diffusion, train_set.images, train_config, out_dir=run_dir, device=device, data_note=data_note)
+    trainer = Trainer(diffusion, train_set.images, train_config, out_dir=run_dir, device=device, data_note=data_note,
+                      init_from=warm_start)
     resumed = run_dir is not None and trainer.resume()
     where = str(device) if world == 1 else (f"{world} processes ({dist.get_backend()}, global batch "
                                             f"{world * train_config.batch_size}), rank 0 on {device}")
     if rank == 0:
+        if warm_start is not None and not resumed:
+            print(f"warm start from {warm_start['file']} ({warm_start['steps']:,} steps, SHA-256 "
+                  f"{warm_start['sha256'][:12]}…)", flush=True)
         print(f"{'resuming ' + str(run_dir) + ' at step ' + str(trainer.step) if resumed else 'new run'}: {D!r}, "
               f"UNet '{model}' ({net.num_parameters():,} parameters), {steps:,} steps of batch "
               f"{train_config.batch_size}×{train_config.grad_accum}, lr {train_config.lr:g}, on {where}; data: "
@@ -167,6 +178,20 @@ def train(task: str, dataset: str, *, steps: int, model: str = "small", out_dir:
         path = trainer.export(export, metrics=report.get("metrics"), hardware=info["hardware"])
         print(f"exported {path}", flush=True)
     return LoadedModel(ema, D, info, path), report
+
+
+def _warm_start(net: UNet, D: Degradation, init_from: str | Path) -> dict[str, Any]:
+    """Copy the weights of the checkpoint ``init_from`` into ``net``; return where they came from."""
+    start = load_model(init_from)  # verifies the SHA-256 its sidecar records
+    if start.model.config != net.config:
+        raise ValueError(f"init_from={str(init_from)!r} holds a UNet {start.model.config.to_dict()}, but this run "
+                         f"builds {net.config.to_dict()}: pick the matching --model (and image size).")
+    if start.degradation.config() != D.config():
+        raise ValueError(f"init_from={str(init_from)!r} was trained for {start.degradation!r}, but this run "
+                         f"trains for {D!r}: warm-start only from a model of the same task and preset.")
+    net.load_state_dict(start.model.state_dict())
+    return {"file": start.path.name, "sha256": sha256_of(start.path), "steps": int(start.config["steps"]),
+            "data": start.config.get("data")}
 
 
 def describe_metrics(metrics: dict[str, dict[str, float]] | None) -> str:

@@ -101,7 +101,7 @@ class Trainer:
 
     def __init__(self, diffusion: ColdDiffusion, images: torch.Tensor, config: TrainConfig | None = None, *,
                  out_dir: str | Path | None = None, device: torch.device | str | None = None,
-                 data_note: str = "") -> None:
+                 data_note: str = "", init_from: dict | None = None) -> None:
         self.config = config or TrainConfig()
         self.device = torch.device(device) if device is not None else next(diffusion.model.parameters()).device
         if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[0] < self.config.batch_size:
@@ -144,6 +144,7 @@ class Trainer:
         self.train_seconds = 0.0  # wall time spent in train(), summed over resumed sessions
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.data_note = data_note
+        self.init_from = init_from  # where a warm-started model's weights came from (recorded by export)
         self.autocast_dtype = _autocast_dtype(self.config, self.device)
         self._loss_fn = torch.compile(train_diffusion.loss) if self.config.compile else train_diffusion.loss
 
@@ -361,6 +362,8 @@ class Trainer:
         if not self.is_main:
             return _split_path(stem)[0]
         train = dict(asdict(self.config), wall_seconds=round(self.train_seconds, 1))
+        if self.init_from is not None:
+            train["init_from"] = self.init_from
         if self.world_size > 1:
             train["world_size"] = self.world_size
         return save_model(stem, self.ema, self.diffusion.degradation, data=self.data_note, steps=self.step,
