@@ -194,10 +194,10 @@ def test_auto_mixed_precision_uses_bf16_on_a_cpu_only_where_it_is_native(monkeyp
 
     monkeypatch.setattr(trainer_module, "cpu_has_native_bf16", lambda: native)
     cpu = torch.device("cpu")
-    auto = trainer_module._autocast_dtype(TrainConfig(mixed_precision="auto"), cpu)
+    auto = trainer_module.autocast_dtype_for(TrainConfig(mixed_precision="auto"), cpu)
     assert auto == (torch.bfloat16 if native else None)
-    assert trainer_module._autocast_dtype(TrainConfig(mixed_precision="no"), cpu) is None
-    assert trainer_module._autocast_dtype(TrainConfig(mixed_precision="bf16"), cpu) == torch.bfloat16
+    assert trainer_module.autocast_dtype_for(TrainConfig(mixed_precision="no"), cpu) is None
+    assert trainer_module.autocast_dtype_for(TrainConfig(mixed_precision="bf16"), cpu) == torch.bfloat16
 
 
 

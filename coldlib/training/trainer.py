@@ -34,7 +34,7 @@ from ..env import cpu_has_native_bf16
 from .state import load_training_state, optimizer_from_tensors, optimizer_to_tensors, save_training_state
 from ..validate import check_int
 
-__all__ = ["TrainConfig", "Trainer"]
+__all__ = ["TrainConfig", "Trainer", "autocast_dtype_for"]
 
 
 @dataclass
@@ -65,7 +65,8 @@ class TrainConfig:
             raise ValueError(f"mixed_precision must be 'auto', 'bf16' or 'no'; got {self.mixed_precision!r}.")
 
 
-def _autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
+def autocast_dtype_for(config: TrainConfig, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype ``config.mixed_precision`` means on ``device`` (None: fp32, no autocast)."""
     if config.mixed_precision == "no":
         return None
     if config.mixed_precision == "bf16":
@@ -145,7 +146,7 @@ class Trainer:
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.data_note = data_note
         self.init_from = init_from  # where a warm-started model's weights came from (recorded by export)
-        self.autocast_dtype = _autocast_dtype(self.config, self.device)
+        self.autocast_dtype = autocast_dtype_for(self.config, self.device)
         self._loss_fn = torch.compile(train_diffusion.loss) if self.config.compile else train_diffusion.loss
 
     @property
