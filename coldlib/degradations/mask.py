@@ -94,10 +94,11 @@ class GaussianMask(Degradation):
         cumulative = self.cumulative_masks(h, w, x0.device, x0.dtype)
         if not self.random_position:
             return cumulative[t]
+        # Every H × W window of every canvas, as a view (T + 1, H + 1, W + 1, H, W); indexing its three leading
+        # dimensions copies one contiguous-row window per image, cheaper than a per-pixel gather.
+        windows = cumulative.unfold(1, h, 1).unfold(2, w, 1)
         z = z.to(x0.device)
-        rows = z[:, 0, None] + torch.arange(h, device=x0.device)  # (B, H)
-        cols = z[:, 1, None] + torch.arange(w, device=x0.device)  # (B, W)
-        return cumulative[t[:, None, None], rows[:, :, None], cols[:, None, :]]
+        return windows[t, z[:, 0], z[:, 1]]
 
     def degrade(self, x0: torch.Tensor, t: torch.Tensor, z: Any) -> torch.Tensor:
         return self.masks(x0, t, z)[:, None] * x0
