@@ -365,8 +365,10 @@ if "wall_seconds" in train_settings:
 #   `registry.json`; from then on `train_or_load("mnist_blur", ...)` loads it. Set the environment
 #   variable `COLDLIB_CHECKPOINT_DIR` to keep your own checkpoints elsewhere.
 #
-# For the paper's own scale, use `--model paper` (34M parameters), `--lr 2e-5` and `--steps 700000`:
-# days on one GPU.
+# For the paper's own scale, use `--model paper`, `--lr 2e-5` and `--steps 700000`: days on one GPU. The
+# `paper` preset (34.4M parameters, dropout 0.1) is sized like the authors' *other* network, the 35.8M DDPM
+# UNet they use for CIFAR-10; their MNIST network, printed above, is a 56.6M ConvNeXt UNet, which `coldlib`
+# does not reproduce block for block.
 #
 # ## Exercises
 #

@@ -308,7 +308,7 @@ display(Markdown("**Ours** (MNIST 32 px, FD_MNIST-CNN, lower is better)\n\n| Gen
 print(f"lowest FD_MNIST-CNN here: {min(rows, key=fd.get)}; real digits against real digits: {real_floor:.2f}")
 display(Markdown("**The paper** (Section 5; Inception FID at 128 px, 700,000 training steps; *not comparable* "
                  "with the table above)\n\n| Generator | CelebA | AFHQ |\n|---|---|---|\n"
-                 "| cold: blur, GMM start, Algorithm 2 (broken symmetry) | 49.45 | 54.68 |\n"
+                 "| cold: blur, GMM start, Algorithm 2 (presumably with broken symmetry; the paper does not say) | 49.45 | 54.68 |\n"
                  "| hot: noise, re-estimated noise (DDIM-like) | 23.11 | 20.59 |\n"
                  "| hot, fixed noise | not reported | not reported |\n"
                  "| cold, perfect symmetry | not reported | not reported |"))

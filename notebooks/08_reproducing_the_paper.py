@@ -241,12 +241,13 @@ display(Markdown("\n".join(f"- {task} / {dataset}: `{paper_command(task, dataset
 print("four GPUs, CelebA deblurring:", paper_command("blur", "celeba", gpus=4))
 
 # %% [markdown]
-# A rough budget before launching. The authors' UNet at 128 px costs about 33.5 GFLOPs per image forward
-# ([paper notes, section (b)](paper_notes.md#b-training-set-up)); forward plus backward is about three times that. The sustained rates below
+# A rough budget before launching. The authors' UNet at 128 px costs about 33.5 G multiply-accumulates
+# (MACs) per image forward ([paper notes, section (b)](paper_notes.md#b-training-set-up)); a MAC is two
+# floating-point operations, so that is about 67 GFLOPs, and forward plus backward is about three times that. The sustained rates below
 # are assumptions, not measurements: measure your own step time with `bench/bench_training.py`.
 
 # %%
-flops = 33.5e9 * 3 * 64 * 700_000  # per image forward × (forward + backward) × batch × steps
+flops = 2 * 33.5e9 * 3 * 64 * 700_000  # FLOPs per MAC × MACs per image forward × (forward + backward) × batch × steps
 for label, rate in [("100 TFLOP/s sustained (a modern GPU, bf16, good utilisation)", 100e12),
                     ("20 TFLOP/s sustained (an older GPU, or poor utilisation)", 20e12)]:
     print(f"{flops:.1e} FLOPs at {label}: about {flops / rate / 3600:.0f} hours")
