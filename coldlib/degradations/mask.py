@@ -101,6 +101,9 @@ class GaussianMask(Degradation):
         return windows[t, z[:, 0], z[:, 1]]
 
     def degrade(self, x0: torch.Tensor, t: torch.Tensor, z: Any) -> torch.Tensor:
+        if not self.random_position and bool((t == t[0]).all()):  # one step for the batch (the samplers' case):
+            cumulative = self.cumulative_masks(x0.shape[-2], x0.shape[-1], x0.device, x0.dtype)
+            return cumulative[int(t[0])] * x0  # one mask broadcast over the batch, no copy per image
         return self.masks(x0, t, z)[:, None] * x0
 
     def __repr__(self) -> str:
