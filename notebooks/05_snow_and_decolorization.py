@@ -317,10 +317,11 @@ results = {}
 for task, R in {"snow": R_snow, "decolor": R_grey}.items():
     seeded = torch.Generator().manual_seed(0)
     try:  # with the Inception weights: an FID column, from the same images in the same pass
-        results[task] = evaluate_restoration(R, x_eval, batch_size=64, generator=seeded, frechet="inception")
+        results[task] = evaluate_restoration(R, x_eval, batch_size=64, generator=seeded, frechet="inception",
+                                             progress=True)
         fid_note = "FID: Inception FID on the same images (torchmetrics / torch-fidelity InceptionV3)."
     except InceptionUnavailable as why:  # raised before any sampling, so nothing is computed twice
-        results[task] = evaluate_restoration(R, x_eval, batch_size=64, generator=seeded)
+        results[task] = evaluate_restoration(R, x_eval, batch_size=64, generator=seeded, progress=True)
         fid_note = f"No FID column: {why}"
     assert set(results[task]) == {"Degraded", "Direct", "Algorithm 1", "Algorithm 2"}
 print(f"measured on the first {n_eval:,} of {len(held_out):,} held-out crops")

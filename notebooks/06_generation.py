@@ -213,7 +213,8 @@ frame_slider({name: run.xt[:, :4] for name, run in gen_runs.items()},
 def blur_samples(method: str, noise_std: float, n: int) -> torch.Tensor:
     """n samples from flat starts drawn from the prior (plus noise), sampled in chunks of 100 by `generate`."""
     g = torch.Generator().manual_seed(10)  # the same colours (and noise) for every configuration
-    return generate(R_blur, n, method=method, prior=prior, noise_std=noise_std, image_size=32, generator=g)
+    return generate(R_blur, n, method=method, prior=prior, noise_std=noise_std, image_size=32, generator=g,
+                    progress=True)
 
 
 def spread(x: torch.Tensor) -> float:
@@ -293,7 +294,7 @@ frame_slider({name: run.xt[:, :4] for name, run in hot_runs.items()},
 def hot_samples(method: str, reestimate: bool, n: int) -> torch.Tensor:
     """n samples from x_T = D(0, T, z) with z ~ N(0, I), the same z for every sampler (seeded)."""
     return generate(R_noise, n, method=method, reestimate_z=reestimate, image_size=32,
-                    generator=torch.Generator().manual_seed(11))
+                    generator=torch.Generator().manual_seed(11), progress=True)
 
 
 generated["hot, Algorithm 1, fixed noise"] = hot_samples("naive", False, N_SAMPLES)
@@ -369,7 +370,8 @@ frame_slider({name: run.xt[:, :4] for name, run in reveal_runs.items()},
 # %%
 def reveal_samples(noise_std: float, n: int) -> torch.Tensor:
     """n samples revealed from random colours c (the z, held fixed), plus noise_std of noise on the start."""
-    return generate(R_reveal, n, noise_std=noise_std, image_size=32, generator=torch.Generator().manual_seed(12))
+    return generate(R_reveal, n, noise_std=noise_std, image_size=32, generator=torch.Generator().manual_seed(12),
+                    progress=True)
 
 
 for noise_std in [0.0, 0.002]:
@@ -423,7 +425,7 @@ n_mix = min(N_SAMPLES, len(held_out_zeros))
 def mix_samples(reestimate: bool) -> torch.Tensor:
     """n_mix eights from held-out zeros drawn at random from the pool (seeded: the same starts for both)."""
     return generate(R_mix, n_mix, pool=held_out_zeros, reestimate_z=reestimate,
-                    generator=torch.Generator().manual_seed(15))
+                    generator=torch.Generator().manual_seed(15), progress=True)
 
 
 eights_fixed, eights_est = mix_samples(reestimate=False), mix_samples(reestimate=True)
@@ -459,11 +461,11 @@ for T in [10, 20, 50, 100]:
     torch.manual_seed(0)
     R_T = ColdDiffusion(UNet(unet_preset("tiny", 1)), D_T)
     Trainer(R_T, mnist.images, TrainConfig(steps=ablation_steps, batch_size=ablation_batch, grad_accum=1, lr=4e-4),
-            device=device, data_note=mnist.source).train(progress=False)
+            device=device, data_note=mnist.source).train(progress=True)
     R_T.eval()
     begin = time.perf_counter()
     samples = generate(R_T, N_SAMPLES, prior=prior, noise_std=0.002, image_size=32,
-                       generator=torch.Generator().manual_seed(13))
+                       generator=torch.Generator().manual_seed(13), progress=True)
     seconds = time.perf_counter() - begin
     ablation[T] = {"FD": mnist_fd(reference, samples), "seconds": seconds, "samples": samples[:n_show]}
     print(f"T = {T:3d}: sigma {sigma:.2f} px per step; FD_MNIST-CNN {ablation[T]['FD']:.2f}; "
@@ -506,7 +508,7 @@ labelled_rows([(f"T = {T}", ablation[T]["samples"]) for T in Ts], [f"sample {i}"
 # Solution 1.
 prior5 = fit_channel_mean_prior(mnist.float(), n_components=5)
 samples5 = generate(R_blur, N_SAMPLES, prior=prior5, noise_std=0.002, image_size=32,
-                    generator=torch.Generator().manual_seed(14))
+                    generator=torch.Generator().manual_seed(14), progress=True)
 print(f"weights of the 5 components: {[round(float(w), 3) for w in prior5.weights]}")
 print(f"FD_MNIST-CNN: 1 component {fd['cold blur, Algorithm 2, noise 0.002']:.2f}, "
       f"5 components {mnist_fd(reference, samples5):.2f}")

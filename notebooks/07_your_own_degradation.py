@@ -493,7 +493,7 @@ labelled_rows([("clean x0", digits[:6]), ("x_T", x_T[:6]), ("Direct", direct[:6]
 # %%
 n_eval = 64 if FAST else 500
 x_eval = held_out.float(slice(0, n_eval)).to(device)
-results = evaluate_restoration(R, x_eval, batch_size=64, generator=torch.Generator().manual_seed(0))
+results = evaluate_restoration(R, x_eval, batch_size=64, generator=torch.Generator().manual_seed(0), progress=True)
 display(Markdown(format_table(results)))
 print(f"trained on: {mnist.source}")
 print(f"evaluated on the first {n_eval:,} of {len(held_out):,} held-out images: {held_out.source}")

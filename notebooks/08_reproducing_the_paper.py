@@ -136,7 +136,7 @@ for name in RESTORATION:
     R = loaded.diffusion()
     x_eval = load_images(entry["dataset"], split="test", limit=N_EVAL).float().to(device)
     results = evaluate_restoration(R, x_eval, batch_size=64, generator=torch.Generator().manual_seed(0),
-                                   frechet="mnist-cnn" if entry["dataset"] == "mnist" else None)
+                                   frechet="mnist-cnn" if entry["dataset"] == "mnist" else None, progress=True)
     restoration_results[name] = results
     record = experiment(entry["task"], entry["dataset"])  # the photos stand in for CIFAR-10 (same size, presets)
     key, paper = record.key, record.paper
@@ -199,7 +199,7 @@ for name in GENERATION:
     for variant, reestimate in variants.items():  # the same seeded starts for every variant
         samples = generate(R, N_EVAL, method="improved", batch_size=100, prior=prior, noise_std=noise,
                            reestimate_z=reestimate, pool=pool, image_size=32,
-                           generator=torch.Generator().manual_seed(0))
+                           generator=torch.Generator().manual_seed(0), progress=True)
         generation_rows.append((name, variant, mnist_fd(real, samples), len(real)))
         showcase_rows.append((f"{name}, {variant}", samples[:8]))
 display(Markdown("| Generator | Sampler | FD_MNIST-CNN ↓ | reference |\n|---|---|---|---|\n" + "\n".join(
