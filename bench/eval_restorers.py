@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 import torch
 
 from coldlib.data import load_images
-from coldlib.evaluation import evaluate_restoration, format_frechet_table
+from coldlib.evaluation import SSIM_CONVENTION, evaluate_restoration, format_frechet_table
 from coldlib.experiments import shipped_experiment
 from coldlib.shipped import checkpoint_dir, load_shipped, read_registry
 
@@ -45,8 +45,7 @@ def evaluate(name: str, limit: int | None, device: torch.device) -> tuple[dict, 
     seconds = time.perf_counter() - start
     protocol = {
         "images": len(held_out), "held_out": held_out.source, "z_seed": SEED,
-        "ssim": "pytorch_msssim.ssim (the authors' convention: 11-tap Gaussian, sigma 1.5, valid windows only, "
-                "data range 1)",
+        "ssim": SSIM_CONVENTION,
         "rmse": "all pixels in [0, 1]; outputs clamped to [-1, 1] before every metric",
         "frechet": "FD_MNIST-CNN (not Inception FID) against the same held-out images" if frechet else None,
         "command": "python bench/eval_restorers.py --update-sidecars",

@@ -207,12 +207,14 @@ def _unwrap(model: nn.Module) -> nn.Module:
 
 
 def save_model(path_stem: str | Path, model: UNet, degradation: Degradation, *, data: str, steps: int,
-               train: dict | None = None, metrics: dict | None = None, hardware: str | None = None) -> Path:
+               train: dict | None = None, metrics: dict | None = None, metrics_protocol: dict | None = None,
+               hardware: str | None = None) -> Path:
     """Save ``model`` as ``<stem>.safetensors`` (float32 weights) plus ``<stem>.json`` (config); return the former.
 
     Pass the EMA model. ``data`` says what it was trained on (e.g.
     "MNIST train, 60,000 images, 32 px"), ``steps`` how many optimizer steps, ``train`` the settings (lr,
-    batch, EMA decay, ...), ``metrics`` an evaluation (e.g. from :func:`coldlib.evaluation.evaluate_restoration`).
+    batch, EMA decay, ...), ``metrics`` an evaluation (e.g. from :func:`coldlib.evaluation.evaluate_restoration`)
+    and ``metrics_protocol`` how it was measured (images, SSIM convention, seed of ``z``).
     """
     model = _unwrap(model)
     if not isinstance(model, UNet):
@@ -236,6 +238,7 @@ def save_model(path_stem: str | Path, model: UNet, degradation: Degradation, *, 
         "steps": steps,
         "train": dict(train or {}),
         "metrics": metrics,
+        **({"metrics_protocol": metrics_protocol} if metrics_protocol else {}),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "hardware": hardware,
     }

@@ -38,7 +38,8 @@ def _register_stand_in(folder: Path, name: str = "mnist_blur", task: str = "blur
     torch.manual_seed(0)
     model = UNet(unet_preset("tiny", 1)).eval()
     path = ck.save_model(folder / name, model, preset("blur", "mnist"), data="stand-in, no training", steps=7,
-                         train={"batch_size": 8, "grad_accum": 1}, metrics=METRICS)
+                         train={"batch_size": 8, "grad_accum": 1}, metrics=METRICS,
+                         metrics_protocol={"images": 1234, "ssim": "a stand-in convention"})
     shipped.register_shipped(name, path, task=task, dataset=dataset)
     return model
 
@@ -49,6 +50,7 @@ def test_loads_a_registered_checkpoint(folder: Path, capsys: pytest.CaptureFixtu
     out = capsys.readouterr().out
     assert "loaded the shipped checkpoint 'mnist_blur'" in out and "7 steps" in out and "stand-in" in out
     assert "Direct: SSIM 0.700" in out and "UNet tiny" in out
+    assert "held-out metrics (1,234 images; SSIM: a stand-in convention): Degraded" in out
     assert loaded.path == folder / "mnist_blur.safetensors" and loaded.config["steps"] == 7
     assert not loaded.model.training
     for key, value in model.state_dict().items():

@@ -222,3 +222,15 @@ def test_warm_start_begins_from_the_given_weights_and_records_them(tmp_path, mon
         train("snow", "photos", steps=1, init_from=weights, **common)
     with pytest.raises(ValueError, match="pick the matching --model"):
         train("decolor", "photos", steps=1, init_from=weights, **{**common, "model": "small"})
+
+
+def test_export_records_how_its_metrics_were_measured(tmp_path, monkeypatch):
+    from coldlib.evaluation import SSIM_CONVENTION
+    from coldlib.training import train
+
+    monkeypatch.setenv("COLDLIB_OFFLINE", "1")
+    loaded, report = train("decolor", "photos", steps=1, model="tiny", limit=8, batch_size=4, grad_accum=1,
+                           eval_images=3, export=tmp_path / "m", progress=False)
+    config = load_model(loaded.path).config
+    assert config["metrics"] == report["metrics"] and set(config["metrics"]) >= {"Direct", "Algorithm 2"}
+    assert config["metrics_protocol"]["images"] == 3 and config["metrics_protocol"]["ssim"] == SSIM_CONVENTION

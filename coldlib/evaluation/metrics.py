@@ -40,9 +40,13 @@ from ..plotting import to_unit
 from ..validate import check_int
 from .frechet import FD_MNIST_CNN, FID_INCEPTION, FeatureStats, check_no_mixing, fd_column_name, feature_extractor
 
-__all__ = ["rmse", "psnr", "ssim", "evaluate_restoration", "format_table", "format_frechet_table"]
+__all__ = ["rmse", "psnr", "ssim", "evaluate_restoration", "format_table", "format_frechet_table", "SSIM_CONVENTION"]
 
 _METRICS = ("SSIM", "RMSE", "PSNR")
+
+#: How :func:`ssim` measures, in words: checkpoints record it beside their metrics (``metrics_protocol``).
+SSIM_CONVENTION = ("pytorch_msssim.ssim, the authors' convention: 11-tap Gaussian window, sigma 1.5, only windows "
+                   "fully inside the image, data range 1")
 _SSIM_WINDOW = 11
 
 def _pair(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

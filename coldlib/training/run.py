@@ -33,7 +33,7 @@ from ..data import ImageSet, load_images
 from ..degradations import Degradation, ImageMixing
 from ..diffusion import ColdDiffusion
 from ..env import pick_device
-from ..evaluation import evaluate_restoration
+from ..evaluation import SSIM_CONVENTION, evaluate_restoration
 from ..experiments import experiment
 from ..shipped import checkpoint_dir, load_shipped, read_registry, registry_path
 from ..unet import UNET_PRESETS, UNet, unet_preset, unet_preset_name
@@ -167,6 +167,8 @@ def train(task: str, dataset: str, *, steps: int, model: str = "small", out_dir:
         report["metrics"] = evaluate_restoration(ColdDiffusion(ema, D_eval, loss=loss), held_out.float().to(device),
                                                  generator=torch.Generator().manual_seed(1234))
         report["held_out"] = f"{len(held_out)} images: {held_out.source}"
+        report["metrics_protocol"] = {"images": len(held_out), "held_out": held_out.source, "z_seed": 1234,
+                                      "ssim": SSIM_CONVENTION}
         info["metrics"] = report["metrics"]
     if run_dir is not None:
         (run_dir / "report.json").write_text(json.dumps(report, indent=2))
@@ -175,7 +177,8 @@ def train(task: str, dataset: str, *, steps: int, model: str = "small", out_dir:
           f"{min(20, len(trainer.losses))} steps: {final:.4f}", flush=True)
     path = None
     if export is not None:
-        path = trainer.export(export, metrics=report.get("metrics"), hardware=info["hardware"])
+        path = trainer.export(export, metrics=report.get("metrics"), metrics_protocol=report.get("metrics_protocol"),
+                              hardware=info["hardware"])
         print(f"exported {path}", flush=True)
     return LoadedModel(ema, D, info, path), report
 
@@ -221,7 +224,17 @@ def _describe_loaded(name: str, loaded: LoadedModel) -> str:
     return (f"loaded the shipped checkpoint {name!r} ({loaded.path.name}, SHA-256 verified): "
             f"UNet {size + ' ' if size else ''}with {params:,} parameters, {config['steps']:,} steps "
             f"of batch {batch}×{accum}; {loaded.degradation!r}; trained on: {config['data']}; "
-            f"held-out metrics: {describe_metrics(config.get('metrics'))}")
+            f"held-out metrics{_how_measured(config.get('metrics_protocol'))}: "
+            f"{describe_metrics(config.get('metrics'))}")
+
+
+def _how_measured(protocol: dict | None) -> str:
+    """" (2,000 images; SSIM: ...)" from a checkpoint's ``metrics_protocol``; "" if it records none."""
+    if not protocol:
+        return ""
+    parts = [f"{protocol['images']:,} images" if "images" in protocol else None,
+             f"SSIM: {protocol['ssim']}" if "ssim" in protocol else None]
+    return " (" + "; ".join(p for p in parts if p) + ")" if any(parts) else ""
 
 
 def train_or_load(name: str, *, task: str, dataset: str, steps: int, model: str = "small", batch_size: int = 32,

@@ -354,7 +354,8 @@ class Trainer:
         self.train_seconds = float(meta.get("train_seconds", 0.0))
         return True
 
-    def export(self, stem: str | Path, *, metrics: dict | None = None, hardware: str | None = None) -> Path:
+    def export(self, stem: str | Path, *, metrics: dict | None = None, metrics_protocol: dict | None = None,
+               hardware: str | None = None) -> Path:
         """Save the EMA weights and config as a shippable checkpoint ``<stem>.safetensors`` + ``.json``.
 
         ``train["wall_seconds"]`` is the training time of all sessions of the run (resumes included). Under
@@ -368,6 +369,6 @@ class Trainer:
         if self.world_size > 1:
             train["world_size"] = self.world_size
         return save_model(stem, self.ema, self.diffusion.degradation, data=self.data_note, steps=self.step,
-                          train=train, metrics=metrics, hardware=hardware)
+                          train=train, metrics=metrics, metrics_protocol=metrics_protocol, hardware=hardware)
 
 
