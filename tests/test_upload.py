@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import io
+from pathlib import Path
 
 import matplotlib
 
@@ -212,6 +213,21 @@ def test_bundled_examples_are_found_and_readable():
         assert prepare_image(path.read_bytes(), channels=1, size=32).x.shape == (1, 1, 32, 32)
     with pytest.raises(ValueError, match="no bundled example"):
         example_path("cat.png")
+
+
+def test_examples_are_found_in_the_data_dir_for_a_non_editable_install(tmp_path, monkeypatch):
+    """Colab pip-installs coldlib (no repository next to the package) and points COLDLIB_DATA_DIR at the clone's data."""
+    import shutil
+
+    import coldlib
+    monkeypatch.setattr(coldlib, "__file__", str(tmp_path / "site-packages" / "coldlib" / "__init__.py"))
+    clone_data = tmp_path / "clone" / "data"
+    (clone_data / "examples").mkdir(parents=True)
+    monkeypatch.setenv("COLDLIB_DATA_DIR", str(clone_data))
+    with pytest.raises(FileNotFoundError, match="COLDLIB_DATA_DIR.*make_examples.py"):
+        example_path("digit_8px.png")
+    shutil.copy(Path(__file__).resolve().parents[1] / "data" / "examples" / "digit_8px.png", clone_data / "examples")
+    assert example_path("digit_8px.png") == clone_data / "examples" / "digit_8px.png"
 
 
 # --- the estimated step ---------------------------------------------------------------------------------------
