@@ -1,14 +1,16 @@
 """Sliders that respond at once: every frame is computed ONCE, moving the slider only swaps a picture.
 
 A slider over t for each degradation; :func:`frame_slider` also scrubs through sampling trajectories.
+:class:`UploadRestorer` restores a learner's own image (a FileUpload; a bundled example until then).
 
-Only core ipywidgets are used (IntSlider, Play, Image, HTML, boxes), which work in JupyterLab and Colab.
+Only core ipywidgets are used (IntSlider, Play, FileUpload, Image, HTML, boxes), which work in JupyterLab and Colab.
 Without a live kernel (GitHub, nbviewer, a notebook run headlessly) a slider shows nothing, so every
 slider in the course is followed by a static :func:`coldlib.plotting.degradation_grid`.
 """
 
 from __future__ import annotations
 
+import html
 import io
 import math
 from collections.abc import Mapping, Sequence
@@ -16,12 +18,16 @@ from typing import Any
 
 import ipywidgets as W
 import torch
+from matplotlib.figure import Figure
 from PIL import Image
 
 from coldlib.degradations.base import Degradation
-from coldlib.plotting import degrade_over_steps, image_grid
+from coldlib.diffusion import ColdDiffusion
+from coldlib.plotting import degrade_over_steps, image_grid, labelled_rows
+from coldlib.upload import UploadResult, example_path, prepare_image, restore_upload, uploaded_files
 
-__all__ = ["frames_over_t", "FrameSlider", "frame_slider", "t_slider", "schedule_titles", "sampler_frames"]
+__all__ = ["frames_over_t", "FrameSlider", "frame_slider", "t_slider", "schedule_titles", "sampler_frames",
+           "UploadRestorer"]
 
 DISPLAY_SIDE = 96  # images are enlarged (nearest neighbour) to at least this many pixels on screen
 
@@ -151,3 +157,76 @@ def sampler_frames(runs: Mapping[str, Any], label: str, show: slice = slice(0, 4
               "Alg. 2: x̂0 = R(x_s, s)": torch.cat([alg2.x0_hat, alg2.xt[-1:]])[:, show]}
     return frames, [f"{label}: step {k} of {alg2.steps[0]}, s = {s}" + (" (final)" if s == 0 else "")
                     for k, s in enumerate(alg2.steps)]
+
+
+class UploadRestorer(W.VBox):
+    """Upload an image; see it as the restorer reads it, its estimated step t, Direct and Algorithm 2.
+
+    Until a file is uploaded, the bundled ``example`` (a file name of :data:`coldlib.upload.EXAMPLES`) is
+    shown, so the cell runs unattended (CI, a notebook run headlessly). A refused file (not an image, too
+    large, an unsupported mode) leaves the previous pictures and says in ``status`` what was wrong and
+    what to do. ``size`` is the restorer's image side; ``channels`` defaults to the model's;
+    ``background`` and ``invert`` go to :func:`coldlib.upload.prepare_image`.
+
+    Attributes: ``upload`` (the FileUpload), ``status`` (HTML: name, estimated t, the notes on what was
+    changed, or the error), ``images`` (three Image widgets), ``result`` (the last
+    :class:`coldlib.upload.UploadResult`), ``error`` (the last refusal's message, ``None`` after a success).
+    """
+
+    def __init__(self, diffusion: ColdDiffusion, *, size: int, example: str = "digit_8px.png",
+                 channels: int | None = None, background: int | None = None, invert: bool = False) -> None:
+        if channels is None:
+            config = getattr(diffusion.model, "config", None)
+            channels = getattr(config, "channels", None) or (
+                diffusion.degradation.channels if isinstance(diffusion.degradation.channels, int) else None)
+            if channels is None:
+                raise ValueError("the restorer does not say its channel count; pass channels=1 or channels=3.")
+        self.diffusion, self.size, self.channels = diffusion, size, channels
+        self.background, self.invert = background, invert
+        self.result: UploadResult | None = None
+        self.error: str | None = None
+        self.upload = W.FileUpload(accept="image/*", multiple=False, description="Upload an image")
+        self.status = W.HTML()
+        titles = ("as the restorer reads it", "Direct: R(x, t̂)", "Algorithm 2 from t̂")
+        self.images = [W.Image(format="png") for _ in titles]
+        panels = [W.VBox([W.HTML(f"<b>{t}</b>"), img]) for t, img in zip(titles, self.images)]
+        super().__init__([self.upload, self.status, W.HBox(panels)])
+        self.upload.observe(self._on_upload, names="value")
+        self.restore_bytes(example, example_path(example).read_bytes(), label="bundled example")
+
+    def _on_upload(self, change: dict) -> None:
+        files = uploaded_files(change["new"])
+        if files:  # an empty value: the upload was cleared, nothing to restore
+            self.restore_bytes(*files[-1], label="your upload")
+
+    def restore_bytes(self, name: str, data: bytes, label: str = "your upload") -> UploadResult | None:
+        """Read, estimate t, restore and show ``data``; a refused file sets ``error`` and returns ``None``."""
+        try:
+            image = prepare_image(data, channels=self.channels, size=self.size, background=self.background,
+                                  invert=self.invert)
+        except ValueError as e:
+            self.error = str(e)
+            kept = f" The pictures still show {html.escape(self.result.name)}." if self.result else ""
+            self.status.value = (f"<span style='color:#b00'><b>Could not use {html.escape(name)}</b>: "
+                                 f"{html.escape(self.error)}</span>{kept}")
+            return None
+        result = restore_upload(self.diffusion, image, name)
+        self.result, self.error = result, None
+        upscale = max(1, min(8, math.ceil(DISPLAY_SIDE / self.size)))
+        for widget, x in zip(self.images, (result.x, result.direct, result.improved)):
+            widget.value = _png(x, 1, upscale)
+        T = self.diffusion.T
+        notes = "".join(f"<li>{html.escape(n)}</li>" for n in image.notes) or "<li>used as it is</li>"
+        self.status.value = (f"<b>{html.escape(name)}</b> ({label}; {image.mode}, {image.original_size[0]} x "
+                             f"{image.original_size[1]} px): estimated step <b>t̂ = {result.t_hat}</b> of T = {T}"
+                             f"<ul style='margin:0'>{notes}</ul>")
+        return result
+
+    def figure(self) -> Figure:
+        """The last restoration as a static figure, for viewers without a live kernel."""
+        if self.result is None:
+            raise ValueError("nothing restored yet; the bundled example failed or no upload was accepted.")
+        r = self.result
+        return labelled_rows([(r.name, torch.cat([r.x, r.direct, r.improved]))],
+                             ["as read", f"Direct R(x, {r.t_hat})", f"Alg. 2 from t̂ = {r.t_hat}"],
+                             f"{r.name}: estimated step t̂ = {r.t_hat} of T = {self.diffusion.T}", scale=1.0)

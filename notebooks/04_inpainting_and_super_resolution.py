@@ -36,7 +36,7 @@
 # - Compare Direct, Algorithm 1 and Algorithm 2 on held-out digits for both tasks, and read our numbers
 #   beside the paper's Tables 2 and 3, including what the paper does not report.
 # - Restore an image degraded elsewhere (a digit shrunk with PIL, a digit with a painted grey blob):
-#   estimate its step with `ColdDiffusion.estimate_t` and run Algorithm 2 from there.
+#   estimate its step with `ColdDiffusion.estimate_t` and run Algorithm 2 from there; then upload your own.
 #
 # **Prerequisites:** [02 · Training a restorer](https://colab.research.google.com/github/coldlib-course/cold-diffusion-course/blob/main/notebooks/02_training_a_restorer.ipynb)
 # and [03 · Sampling: Algorithm 1 versus Algorithm 2](https://colab.research.google.com/github/coldlib-course/cold-diffusion-course/blob/main/notebooks/03_sampling_naive_vs_improved.ipynb).
@@ -581,6 +581,33 @@ labelled_rows([("clean x0", digits), ("painted blob", x_blob), *blob_out.items()
 # - **Direct** uses the step only as the network's input, and redraws the whole digit, strokes
 #   outside the blob included.
 #
+# ## 8. Restore your own image
+#
+# Now a file of yours, for the super-resolution restorer (the inpainting one needs the hole's position
+# $z$, which a file does not carry). `UploadRestorer` reads it as section 7 read PIL's digits: to grey,
+# cropped to a square, resized to 32 px (a small file is enlarged by whole blocks, nearest neighbour),
+# and it lists every change it made; then `estimate_t`, Direct and Algorithm 2 from $\hat t$. Until you
+# upload, it shows a bundled file made outside coldlib: a held-out digit that PIL shrank to 8 × 8 px.
+# MNIST digits are light on dark, so pass `invert=True` for a dark pen on white paper. A file it cannot
+# read without guessing (not an image, too large, CMYK, transparent pixels) is refused with the reason.
+
+# %%
+from coldlib.widgets import UploadRestorer
+
+own = UploadRestorer(R_pix, size=32, example="digit_8px.png")
+display(own)  # with a live kernel: the upload button and three pictures; they follow your uploads
+mine = own.result
+print(f"{mine.name}: estimated step {mine.t_hat} of {T_pix} (8 px means blocks of 4: t = 2)")
+t_mine = mine.t_hat
+assert torch.allclose(D_pix(mine.improved, t_mine), D_pix(mine.x, t_mine), atol=1e-4)  # the blocks kept
+own.figure()  # a static copy of the pictures, for viewers without a live kernel
+
+# %% [markdown]
+# The `assert` is section 7's: Algorithm 2 keeps the block means of what it was given, whatever the
+# network, so the guess of $t$ decides how much it may change. For a photo of a digit you drew, crop it
+# close to the digit first: MNIST digits fill their frame up to a thin margin, and a small digit in a
+# wide frame is not what the restorer was trained on.
+#
 # ## Exercises
 #
 # 1. **Centred holes are one particular $z$.** Check that `D_centred(x, t)` equals `D_hole(x, t, z)` with
@@ -682,6 +709,7 @@ show_images(torch.cat([x_black, out_black]), nrow=4, title="black blobs (top) an
 #   only FIDs for inpainting), with far less data and compute, and say so.
 # - `estimate_t` plus a per-image starting step restores images degraded elsewhere, as long as the
 #   damage resembles our $D$; a smooth enlargement or a hidden hole breaks that assumption.
+#   `UploadRestorer` does the same for a file you upload.
 #
 # ## References
 #
