@@ -435,11 +435,12 @@ assert 1 <= mine.t_hat <= T and mine.improved.shape == mine.x.shape
 own.figure()  # a static copy of the pictures, for viewers without a live kernel
 
 # %% [markdown]
-# PIL's blur with radius 5 sits near step 3 of ours: each of our steps blurs with σ = 7, so a milder
-# file would fall below step 1, and the estimate can only say 1. With the shipped restorer both outputs
-# recover the 9, Direct a little closer to the original (mean pixel error about 0.07, Algorithm 2 about
-# 0.10): the file is not exactly on our forward path, and Algorithm 2 keeps part of that difference. A
-# blurry photo of your own is further from the path still: expect less.
+# Read the estimate printed above against our schedule: each of our steps blurs with σ = 7, so PIL's
+# radius-5 blur lands a few steps in, and a milder file would fall below step 1, where the estimate can
+# only say 1. Compare the two restorations in the pictures: the file is not exactly on our forward path,
+# and Algorithm 2, which keeps what one step of $D$ does not change, keeps part of that difference, while
+# Direct replaces the whole image by the restorer's estimate. A blurry photo of your own is further from
+# the path still: expect less.
 #
 # ## Exercises
 #
