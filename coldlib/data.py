@@ -377,6 +377,11 @@ class DataChoice:
     def is_cifar10(self) -> bool:
         return self.name == "cifar10"
 
+    @property
+    def title(self) -> str:
+        """A name for people: "CIFAR-10", "the offline photo crops", "MNIST", ..."""
+        return "CIFAR-10" if self.is_cifar10 else _FALLBACK_TITLES.get(self.name, self.name)
+
     def load(self, split: str = "train", image_size: int | None = None, limit: int | None = None,
              classes: Sequence[int] | None = None) -> ImageSet:
         """``load_images(self.name, split, image_size, limit, classes=classes)``.
@@ -388,8 +393,7 @@ class DataChoice:
                            download=False if self.is_cifar10 else None, classes=classes)
 
     def __str__(self) -> str:
-        title = "CIFAR-10" if self.is_cifar10 else _FALLBACK_TITLES.get(self.name, self.name)
-        return f"Dataset: {title} ({self.name!r}). Why: {self.reason}"
+        return f"Dataset: {self.title} ({self.name!r}). Why: {self.reason}"
 
 
 def choose_cifar10(fallback: str = "photos", download: bool | None = None) -> DataChoice:

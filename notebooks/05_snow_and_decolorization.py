@@ -100,7 +100,7 @@ x0 = held_out.float(picks).to(device)
 D_snow = preset("snow", "cifar10")  # the paper's CIFAR-10 snow ("level 3"), T = 200; the photo crops are 32 px too
 D_grey = preset("decolor", "cifar10")  # the paper's decolorization, T = 20
 print(D_snow, D_grey, sep="\n")
-show_images(x0, nrow=8, title=f"eight held-out images ({colour.name}, never used for training)")
+show_images(x0, nrow=8, title=f"eight held-out images ({colour.title}, never used for training)")
 
 # %% [markdown]
 # ## 1. Snow: flakes from a random field
@@ -225,7 +225,7 @@ for task, loaded in restorers.items():
     print(f"{task:8s}: {'the shipped checkpoint' if loaded.path is not None else 'trained in this session'}, "
           f"{loaded.model.num_parameters():,} parameters, {loaded.config['steps']:,} steps; {loaded.degradation!r}")
 shift_note = (f"Domain shift: both restorers were trained on the offline photo crops and are evaluated here on "
-              f"{colour.name}." if colour.name != TRAINED_ON else "")
+              f"{colour.title}." if colour.name != TRAINED_ON else "")
 print(shift_note or "The restorers are evaluated on held-out crops of two photos they were not trained on.")
 
 # %% [markdown]
@@ -343,8 +343,8 @@ for task, R in {"snow": R_snow, "decolor": R_grey}.items():
         results[task] = evaluate_restoration(R, x_eval, batch_size=64, generator=seeded, progress=True)
         fid_note = f"No FID column: {why}"
     assert set(results[task]) == {"Degraded", "Direct", "Algorithm 1", "Algorithm 2"}
-print(f"measured on the first {n_eval:,} of {len(held_out):,} held-out images of {colour.name}")
-shift = f" · trained on {TRAINED_ON}, evaluated on {colour.name}: a domain shift" if shift_note else ""
+print(f"measured on the first {n_eval:,} of {len(held_out):,} held-out images of {colour.title}")
+shift = f" · trained on the photo crops, evaluated on {colour.title}: a domain shift" if shift_note else ""
 for task, title in [("snow", "Desnowification"), ("decolor", "Colorization")]:
     display(Markdown(f"**{title}** (paper: not reported){shift}\n\n" + format_table(results[task])))
 print(fid_note)

@@ -77,7 +77,7 @@ def test_local_copy_is_chosen_and_loaded_without_a_download(env, monkeypatch, ca
     monkeypatch.setenv("COLDLIB_OFFLINE", offline)
     expected = _write_cifar(root, monkeypatch)
     choice = choose_cifar10()
-    assert choice.is_cifar10 and choice.name == "cifar10"
+    assert choice.is_cifar10 and choice.name == "cifar10" and choice.title == "CIFAR-10"
     assert choice.reason.startswith(f"CIFAR-10 found in {root / 'cifar-10-batches-py'}")
     assert str(choice) in capsys.readouterr().out  # announced
     test = choice.load("test")
@@ -108,7 +108,7 @@ def test_offline_without_cifar10_falls_back_to_photos_and_says_why(env, monkeypa
     choice = choose_cifar10()
     assert choice == DataChoice("photos", f"offline (COLDLIB_OFFLINE=1 forbids downloads) and no CIFAR-10 in "
                                           f"{root / 'cifar-10-batches-py'}; using the offline photo crops instead.")
-    assert not choice.is_cifar10
+    assert not choice.is_cifar10 and choice.title == "the offline photo crops"
     printed = capsys.readouterr().out
     assert "Dataset: the offline photo crops ('photos'). Why: offline (COLDLIB_OFFLINE=1" in printed
     assert requests == [] and list(root.iterdir()) == []  # no network, nothing written
