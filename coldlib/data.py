@@ -448,5 +448,5 @@ def choose_cifar10(fallback: str = "photos", download: bool | None = None) -> Da
 
 
 def _chosen(choice: DataChoice) -> DataChoice:
-    print(choice, flush=True)  # every choice is announced, fallbacks above all (never once-per-process: one call per lesson)
+    print(choice, flush=True)  # every call announces its choice (not once per process): a fallback is never silent
     return choice
