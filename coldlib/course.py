@@ -129,8 +129,9 @@ LESSONS: tuple[Lesson, ...] = (
            "the samplers, Direct / Algorithm 1 / Algorithm 2 with the paper's Tables 2 and 3, and restoring "
            "images degraded elsewhere from an estimated step t."),
     Lesson(5, "05_snow_and_decolorization", "Desnowification and colorization",
-           "Snow from a random field and fading to grey on colour photos, what Algorithm 2 keeps exactly for "
-           "each, the evaluation protocol with Inception FID when available, and restoring a PIL-grey photo."),
+           "Snow from a random field and fading to grey on CIFAR-10 (offline: colour photo crops), what "
+           "Algorithm 2 keeps exactly for each, the evaluation protocol with Inception FID when available, and "
+           "restoring a PIL-grey photo."),
     Lesson(6, "06_generation", "Generation without noise",
            "Blur to the mean from a Gaussian-mixture start, Algorithm 1 vs 2 and symmetry-breaking noise, hot vs "
            "cold with re-estimated noise (DDIM), revealing digits from a colour, animorphosis, and the effect of T."),

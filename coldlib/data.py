@@ -2,6 +2,8 @@
 
 One entry point, :func:`load_images`, returns an :class:`ImageSet` (compact uint8 images plus a one-line
 ``source`` that says exactly what data it is); ``images.float()`` gives float batches in [-1, 1].
+:func:`choose_cifar10` is the one place that decides whether a lesson gets CIFAR-10 (the paper's colour
+dataset: a local copy, else a download) or an offline stand-in, and says why.
 Where the data lives is decided by :func:`coldlib.env.data_dir`; downloads go through torchvision's own
 code and are never attempted when ``COLDLIB_OFFLINE`` is set.
 """
@@ -32,6 +34,10 @@ PHOTOS_TEST = ("chelsea", "coffee")
 PHOTOS_MAX_SIZE = 300  # short side of the smallest photo (chelsea, 300x451)
 OFFLINE_TRAIN = 8000  # offline MNIST protocol: first 8,000 test images train, last 2,000 are held out
 _ANNOUNCED: set[str] = set()
+# CIFAR-10's labels 0-9, as in the official batches.meta (so the cats are label 3, the dogs label 5).
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+_FALLBACK_TITLES = {"photos": "the offline photo crops", "mnist": "MNIST", "fashion_mnist": "Fashion-MNIST",
+                    "celeba": "CelebA"}
 
 
 @dataclass(repr=False)
@@ -170,9 +176,15 @@ def _read_idx(path: Path, kind: str) -> torch.Tensor:
         return reader(str(target))
 
 
+def _cifar10_files(root: Path) -> list[Path]:
+    """The files torchvision's CIFAR10 reads (and md5-checks) under ``root``: five training batches, the test batch, the meta."""
+    cls = torchvision.datasets.CIFAR10  # looked up at call time (tests replace its md5 tables)
+    return [root / cls.base_folder / f for f in [f for f, _ in cls.train_list + cls.test_list] + [cls.meta["filename"]]]
+
+
 def _cifar10(split: str, size: int, limit: int | None, allow: bool, reason_no: str) -> ImageSet:
     cls, root = torchvision.datasets.CIFAR10, data_dir()
-    needed = [root / cls.base_folder / f for f in [f for f, _ in cls.train_list + cls.test_list] + [cls.meta["filename"]]]
+    needed = _cifar10_files(root)
     ds, reason = _torchvision(lambda dl: cls(str(root), train=split == "train", download=dl), needed, allow, reason_no)
     if ds is None:
         raise FileNotFoundError(_missing_help("CIFAR-10", needed, reason))
@@ -349,3 +361,92 @@ def load_images(
         result = _keep_classes(result, list(classes), limit_after)
     _announce(result.source)
     return result
+
+
+@dataclass(frozen=True)
+class DataChoice:
+    """The dataset a lesson uses (``name``, a :func:`load_images` name) and ``reason``, one line saying why.
+
+    ``str(choice)`` is the line :func:`choose_cifar10` prints; :meth:`load` loads a split of the chosen dataset.
+    """
+
+    name: str
+    reason: str
+
+    @property
+    def is_cifar10(self) -> bool:
+        return self.name == "cifar10"
+
+    @property
+    def title(self) -> str:
+        """A name for people: "CIFAR-10", "the offline photo crops", "MNIST", ..."""
+        return "CIFAR-10" if self.is_cifar10 else _FALLBACK_TITLES.get(self.name, self.name)
+
+    def load(self, split: str = "train", image_size: int | None = None, limit: int | None = None,
+             classes: Sequence[int] | None = None) -> ImageSet:
+        """``load_images(self.name, split, image_size, limit, classes=classes)``.
+
+        CIFAR-10 was found or downloaded when it was chosen, so it is read with ``download=False`` (never a
+        second download); a fallback keeps :func:`load_images`' default (download when allowed).
+        """
+        return load_images(self.name, split, image_size=image_size, limit=limit,
+                           download=False if self.is_cifar10 else None, classes=classes)
+
+    def __str__(self) -> str:
+        return f"Dataset: {self.title} ({self.name!r}). Why: {self.reason}"
+
+
+def choose_cifar10(fallback: str = "photos", download: bool | None = None) -> DataChoice:
+    """Decide whether a lesson uses CIFAR-10 or ``fallback``, print that choice with its reason, and return it.
+
+    Order: a complete local copy (torchvision's ``cifar-10-batches-py/`` in :func:`coldlib.env.data_dir`,
+    passing torchvision's md5 check) is used as is; else, when downloads are allowed (``COLDLIB_OFFLINE``
+    unset and ``download`` not False), torchvision downloads it (about 170 MB); else ``fallback`` is chosen.
+    A failed download or a local copy that fails the md5 check also falls back; the reason says what happened
+    and how to get CIFAR-10. ``download``: None = download when allowed, False = never, True = CIFAR-10 is
+    required (no fallback: a failure raises RuntimeError; conflicts with COLDLIB_OFFLINE=1).
+    ``fallback``: any :func:`load_images` name but "cifar10", e.g. "photos" (colour lessons) or "mnist".
+    Use the result's :meth:`DataChoice.load`, e.g. CIFAR-10's cats with ``classes=[CIFAR10_CLASSES.index("cat")]``.
+    """
+    if not isinstance(fallback, str) or fallback == "cifar10" or not (
+            fallback in DEFAULT_SIZE or (fallback.startswith("folder:") and len(fallback) > 7)):
+        raise ValueError(f"fallback must be a load_images name other than 'cifar10' ({', '.join(KNOWN_NAMES)}), "
+                         f"got {fallback!r}.")
+    if download not in (None, True, False):
+        raise ValueError(f"download must be None, True or False, got {download!r}.")
+    is_offline = offline()
+    if download is True and is_offline:
+        raise ValueError("download=True conflicts with COLDLIB_OFFLINE=1; unset COLDLIB_OFFLINE or pass download=None/False.")
+    cls, root = torchvision.datasets.CIFAR10, data_dir()
+    folder = root / cls.base_folder
+    instead = f"using {_FALLBACK_TITLES.get(fallback, fallback)} instead"
+    missing = [p.name for p in _cifar10_files(root) if not p.exists()]
+
+    def fall_back(why: str) -> DataChoice:
+        if download is True:
+            raise RuntimeError(f"CIFAR-10 is required (download=True) but {why}.")
+        return _chosen(DataChoice(fallback, f"{why}; {instead}."))
+
+    if not missing:
+        try:  # torchvision md5-checks every batch and the meta even without a download; no network involved
+            cls(str(root), train=False, download=False)
+        except RuntimeError as err:
+            return fall_back(f"the CIFAR-10 files in {folder} fail torchvision's check ({str(err).split('.')[0]}): "
+                             f"damaged, truncated or another version; delete {folder} to have it downloaded again")
+        return _chosen(DataChoice("cifar10", f"CIFAR-10 found in {folder} (torchvision's md5 check passed)"))
+    have = (f"no CIFAR-10 in {folder}" if len(missing) == len(_cifar10_files(root))
+            else f"CIFAR-10 in {folder} is incomplete (missing {', '.join(missing)})")
+    if is_offline:
+        return fall_back(f"offline (COLDLIB_OFFLINE=1 forbids downloads) and {have}")
+    if download is False:
+        return fall_back(f"download=False and {have}")
+    try:
+        cls(str(root), train=False, download=True)  # torchvision's own download, md5 check and extraction
+    except Exception as err:  # no network, a proxy, a full or read-only disk, a corrupted transfer, ...
+        return fall_back(f"{have} and the download failed ({type(err).__name__}: {' '.join(str(err).split())[:300]})")
+    return _chosen(DataChoice("cifar10", f"CIFAR-10 downloaded by torchvision into {folder}"))
+
+
+def _chosen(choice: DataChoice) -> DataChoice:
+    print(choice, flush=True)  # every call announces its choice (not once per process): a fallback is never silent
+    return choice

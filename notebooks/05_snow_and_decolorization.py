@@ -21,11 +21,13 @@
 # So far every degradation removed detail: blur, holes, big pixels. The paper's last two restoration
 # tasks are different. **Snow** *adds* something (flakes from the ImageNet-C corruption benchmark),
 # and **decolorization** removes only the colour and keeps every edge. Both run on colour images, so this
-# lesson leaves MNIST for the course's offline colour photos. We rebuild both operators inline, train
-# (or load) a restorer for each, compare Direct, Algorithm 1 and Algorithm 2, and find out what
-# Algorithm 2 does for operators like these: for decolorization it provably keeps the input's grey
-# levels; for snow it subtracts the known snow wherever nothing saturated. Last, we colour a photo that
-# PIL turned grey (a different grey from ours) and clean snow that we did not make.
+# lesson leaves MNIST for CIFAR-10, the paper's dataset, when it is on disk or can be downloaded, and
+# otherwise (offline, as in CI) for the course's colour photo crops; the first code cell says which, and
+# why. We rebuild both operators inline, train (or load) a restorer for each, compare Direct,
+# Algorithm 1 and Algorithm 2, and find out what Algorithm 2 does for operators like these: for
+# decolorization it provably keeps the input's grey levels; for snow it subtracts the known snow wherever
+# nothing saturated. Last, we colour an image that PIL turned grey (a different grey from ours) and clean
+# snow that we did not make.
 #
 # **Learning objectives**
 # - Write the snow operator $D(x, t) = 2\,\mathrm{clip}(u + S_t + \mathrm{rot}_{180}(S_t), 0, 1) - 1$ and the
@@ -42,7 +44,8 @@
 #
 # **Estimated time:** 60 minutes of reading and exercises. With the shipped models the code runs in
 # 10–15 minutes on a CPU (snow has $T = 200$ steps: the evaluation of section 6 takes most of it) and
-# in a minute or two on a GPU. Without them, the notebook first trains two stand-ins: add 20–40 minutes.
+# in a minute or two on a GPU; online, add a one-time CIFAR-10 download (170 MB). Without the shipped models,
+# the notebook first trains two stand-ins: add 20–40 minutes.
 
 # %%
 # Setup. In Colab: fetch the course and install coldlib. pip keeps every package Colab already ships
@@ -70,7 +73,7 @@ import torch
 from IPython.display import Markdown, display
 from PIL import Image
 
-from coldlib.data import load_images
+from coldlib.data import choose_cifar10
 from coldlib.degradations import Snow
 from coldlib.experiments import preset
 from coldlib.diffusion import ColdDiffusion, compare_samplers
@@ -88,14 +91,16 @@ generator = seed_everything(0)
 device = lesson_device(FAST)  # in FAST mode on a CPU: one thread (faster on a busy, shared CI machine)
 print(f"device {device} · FAST={FAST}")
 
-photos = load_images("photos", split="train")  # the printed lines say which photos: read them
-held_out = load_images("photos", split="test")  # crops of two other photos, never used for training
-picks = showcase(held_out.images.float(), held_out.labels, k=8)  # colourful, textured held-out crops
+# CIFAR-10 if it is on disk or torchvision can download it, else the offline photo crops: it prints which and why
+colour = choose_cifar10(fallback="photos")
+train_set = colour.load("train")  # the printed lines say exactly which images: read them
+held_out = colour.load("test")  # never used for training (offline: crops of two other photos)
+picks = showcase(held_out.images.float(), held_out.labels, k=8)  # colourful, textured held-out images
 x0 = held_out.float(picks).to(device)
-D_snow = preset("snow", "cifar10")  # the paper's CIFAR-10 snow ("level 3"), T = 200; the photos are 32 px too
+D_snow = preset("snow", "cifar10")  # the paper's CIFAR-10 snow ("level 3"), T = 200; the photo crops are 32 px too
 D_grey = preset("decolor", "cifar10")  # the paper's decolorization, T = 20
 print(D_snow, D_grey, sep="\n")
-show_images(x0, nrow=8, title="eight held-out crops (photos the restorers never see)")
+show_images(x0, nrow=8, title=f"eight held-out images ({colour.title}, never used for training)")
 
 # %% [markdown]
 # ## 1. Snow: flakes from a random field
@@ -123,7 +128,7 @@ t = 120
 S = D_snow.flakes(torch.full((len(x0),), t, device=device), z)  # (8, 1, 32, 32): S_t for each image
 by_hand = 2 * ((x0 + 1) / 2 + S + S.flip(-1, -2)).clamp(0, 1) - 1
 assert torch.allclose(by_hand, D_snow(x0, t, z), atol=1e-6)
-z4 = D_snow.draw_z(x0[:4], torch.Generator(device=x0.device).manual_seed(3))  # a field for the first four crops
+z4 = D_snow.draw_z(x0[:4], torch.Generator(device=x0.device).manual_seed(3))  # a field for the first four images
 print(f"by hand == coldlib's Snow at t = {t}; snow covers {(S + S.flip(-1, -2) > 0.05).float().mean():.0%} "
       "of the pixels")
 
@@ -174,16 +179,17 @@ degradation_grid(D_grey, x0[:4], [0, 5, 10, 15, 20], title=f"{D_grey!r}")
 # ## 3. A short live run
 #
 # Nothing in the training recipe changes: $t \sim \mathcal U\{1..T\}$, degrade, regress on $x_0$ with L1.
-# For snow, `ColdDiffusion.loss` draws a fresh snow field per image per step. The photos are small, so we
+# For snow, `ColdDiffusion.loss` draws a fresh snow field per image per step. The images are small, so we
 # also flip them left–right at random (`TrainConfig(flip=True)`; the authors do the same for CIFAR-10).
-# A few dozen steps of the tiny UNet on decolorization (a few hundred outside FAST mode):
+# A few dozen steps of the tiny UNet on decolorization (a few hundred outside FAST mode), on the training
+# split chosen above (CIFAR-10's 50,000 images online, the photo crops offline):
 
 # %%
 live_steps, live_batch = (20, 16) if FAST else (200, 32)
 torch.manual_seed(0)
 live = ColdDiffusion(UNet(unet_preset("tiny", 3)), D_grey)
-trainer = Trainer(live, photos.images, TrainConfig(steps=live_steps, batch_size=live_batch, grad_accum=1, lr=4e-4,
-                                                   flip=True), device=device, data_note=photos.source)
+trainer = Trainer(live, train_set.images, TrainConfig(steps=live_steps, batch_size=live_batch, grad_accum=1, lr=4e-4,
+                                                      flip=True), device=device, data_note=train_set.source)
 losses = trainer.train()
 window = min(10, len(losses))
 print(f"{trainer.step} steps of batch {live_batch}: L1 loss {losses[0]:.3f} at the first step, "
@@ -200,17 +206,27 @@ assert trainer.step == live_steps
 #
 # As in Lessons 03 and 04, `train_or_load` loads the course's trained models if they are registered
 # (hash-verified), else it says why and trains stand-ins with the same recipe.
+#
+# The course's models were trained on the **photo crops** (they are called `photos_snow` and
+# `photos_decolor`), and their stand-ins use the same recipe and data. When this lesson runs on CIFAR-10,
+# that is a **domain shift**: the restorers meet whole animals and vehicles shrunk to 32 px, where they
+# learned from crops of six large photos (an astronaut, a rocket, a retina, ...). Their numbers on CIFAR-10
+# say how well they transfer, not what restorers trained on CIFAR-10 (as the paper's) would reach.
 
 # %%
+TRAINED_ON = "photos"  # the data of the shipped restorers, and of the stand-ins trained if they are missing
 fallback = dict(model="tiny", steps=40, batch_size=16, grad_accum=1, flip=True) if FAST else \
     dict(model="small", steps=1000, batch_size=32, grad_accum=2, flip=True)
-restorers = {task: train_or_load(f"photos_{task}", task=task, dataset="photos", device=device, **fallback)
+restorers = {task: train_or_load(f"photos_{task}", task=task, dataset=TRAINED_ON, device=device, **fallback)
              for task in ("snow", "decolor")}
 R_snow, R_grey = restorers["snow"].diffusion(), restorers["decolor"].diffusion()
 D_snow, D_grey = R_snow.degradation, R_grey.degradation  # each model's own degradation from here on
 for task, loaded in restorers.items():
     print(f"{task:8s}: {'the shipped checkpoint' if loaded.path is not None else 'trained in this session'}, "
           f"{loaded.model.num_parameters():,} parameters, {loaded.config['steps']:,} steps; {loaded.degradation!r}")
+shift_note = (f"Domain shift: both restorers were trained on the offline photo crops and are evaluated here on "
+              f"{colour.title}." if colour.name != TRAINED_ON else "")
+print(shift_note or "The restorers are evaluated on held-out crops of two photos they were not trained on.")
 
 # %% [markdown]
 # ## 5. Direct, Algorithm 1 and Algorithm 2, and what Algorithm 2 keeps
@@ -278,14 +294,14 @@ frame_slider(snow_frames, titles=snow_titles, description="step", nrow=2)
 frame_slider(grey_frames, titles=grey_titles, description="step", nrow=2)
 
 # %% [markdown]
-# The static version: the final results of every sampler on all eight held-out crops.
+# The static version: the final results of every sampler on all eight held-out images.
 
 # %%
 for task, title in [("snow", "desnowification"), ("decolor", "colorization")]:
     r = runs[task]
     finals = [("clean x0", x0), ("degraded x_T", x_T[task]), ("Direct", r["Direct"]),
               ("Algorithm 1", r["Algorithm 1"].xt[-1]), ("Algorithm 2", r["Algorithm 2"].xt[-1])]
-    display(labelled_rows(finals, [f"crop {b}" for b in range(len(x0))], f"{title}: eight held-out crops"))
+    display(labelled_rows(finals, [f"image {b}" for b in range(len(x0))], f"{title}: eight held-out images"))
     print(title + ": " + "; ".join(f"{name} RMSE {rmse(images, x0):.3f}" for name, images in finals[1:]))
 
 # %% [markdown]
@@ -293,17 +309,20 @@ for task, title in [("snow", "desnowification"), ("decolor", "colorization")]:
 # Algorithm 2 keeps the photo sharp wherever the snow was thin and fills the white streaks with a
 # plausible guess; Direct is smoother everywhere. Algorithm 1 re-snows its own estimate at every step,
 # so its result depends entirely on the last estimate. Colour: the outputs are *plausibly* coloured,
-# not correctly: 1,950 crops of six photos teach a restorer few colours. A cat's fur and a coffee cup
-# are not in the training photos, and the crops come from two photos it never saw.
+# not correctly: 1,950 crops of six photos teach a restorer few colours. What the held-out images show
+# (offline a cat's fur and a coffee cup, from two photos it never saw; online CIFAR-10's animals and
+# vehicles) is not in the training photos.
 #
 # ## 6. The evaluation protocol, with the paper's numbers where they exist
 #
-# Degraded / Direct / Algorithm 1 / Algorithm 2 on held-out crops, with one snow field per image drawn
+# Degraded / Direct / Algorithm 1 / Algorithm 2 on held-out images, with one snow field per image drawn
 # from a seeded generator and shared by every column (Lesson 03's `evaluate_restoration`). The paper's
 # snow and decolorization tables (its Table 4, CIFAR-10 and CelebA) could not be found
 # ([paper notes, section (d)](paper_notes.md#d-the-papers-tables)), so there is no "paper" column: every cell of it would say
 # "not reported". Their data also differ from ours (CIFAR-10 and CelebA, 700,000 steps, a 56.6M-parameter
-# UNet, against 1.06M parameters, a few thousand steps and crops of six photos here).
+# UNet, against 1.06M parameters, a few thousand steps and crops of six photos here). On CIFAR-10 we measure
+# the first 1,000 of its 10,000 test images (the paper uses all of them: raise `n_eval` on a GPU); offline,
+# all 844 held-out photo crops.
 #
 # **The Fréchet distance.** The paper's FIDs use an Inception network whose weights are downloaded at
 # run time. With them (online, or a weights file named by `COLDLIB_INCEPTION_WEIGHTS`), the table gets an
@@ -311,7 +330,7 @@ for task, title in [("snow", "desnowification"), ("decolor", "colorization")]:
 # FD_MNIST-CNN measures digits, not photos, so it is not used here.
 
 # %%
-n_eval = 32 if FAST else len(held_out)
+n_eval = 32 if FAST else min(len(held_out), 1000)  # 1,000 keep the CPU run near the photos' 844
 x_eval = held_out.float(slice(0, n_eval)).to(device)
 results = {}
 for task, R in {"snow": R_snow, "decolor": R_grey}.items():
@@ -324,18 +343,22 @@ for task, R in {"snow": R_snow, "decolor": R_grey}.items():
         results[task] = evaluate_restoration(R, x_eval, batch_size=64, generator=seeded, progress=True)
         fid_note = f"No FID column: {why}"
     assert set(results[task]) == {"Degraded", "Direct", "Algorithm 1", "Algorithm 2"}
-print(f"measured on the first {n_eval:,} of {len(held_out):,} held-out crops")
-for task, title in [("snow", "Desnowification (paper: not reported)"),
-                    ("decolor", "Colorization (paper: not reported)")]:
-    display(Markdown(f"**{title}**\n\n" + format_table(results[task])))
+print(f"measured on the first {n_eval:,} of {len(held_out):,} held-out images of {colour.title}")
+shift = f" · trained on the photo crops, evaluated on {colour.title}: a domain shift" if shift_note else ""
+for task, title in [("snow", "Desnowification"), ("decolor", "Colorization")]:
+    display(Markdown(f"**{title}** (paper: not reported){shift}\n\n" + format_table(results[task])))
 print(fid_note)
+if shift_note:
+    print(shift_note)
 
 # %% [markdown]
 # How to read it. The Degraded row is the baseline a restorer must beat. For decolorization it is
 # already good on SSIM, which compares local brightness and contrast and barely sees colour; RMSE and
 # PSNR see the colour. For snow, Algorithm 2's advantage comes from section 5: it is exact wherever the
-# snow did not saturate. An honest caveat about the data: 844 crops from two photos are correlated
-# samples, so the third decimal of these numbers is not meaningful.
+# snow did not saturate. An honest caveat about the data: offline, 844 crops from two photos are
+# correlated samples, so the third decimal of these numbers is not meaningful; on CIFAR-10 the images are
+# independent, but the restorers never saw CIFAR-10 (section 4): the numbers measure a transfer from
+# photos, and are not comparable with restorers trained on CIFAR-10.
 #
 # ## 7. Restoring images degraded elsewhere
 #
@@ -371,8 +394,8 @@ assert t_hat.shape == (len(x0),) and int(t_hat.min()) >= 1
 assert torch.allclose(colourised["Alg. 2 from T"].mean(dim=1), x_pil.mean(dim=1), atol=1e-5)
 
 # %%
-labelled_rows([("colour x0", x0), ("PIL grey", x_pil), *colourised.items()], [f"crop {b}" for b in range(len(x0))],
-              "PIL greyscale crops, coloured again")
+labelled_rows([("colour x0", x0), ("PIL grey", x_pil), *colourised.items()], [f"image {b}" for b in range(len(x0))],
+              "PIL greyscale images, coloured again")
 
 # %% [markdown]
 # Algorithm 2 keeps the grey levels of its input (section 5, and the `assert` above), so here it keeps
@@ -410,7 +433,7 @@ print(f"RMSE: snowy {rmse(x_foreign, x0):.3f}; " + "; ".join(f"{k} {rmse(v, x0):
 
 # %%
 labelled_rows([("clean x0", x0), ("foreign snow", x_foreign), *foreign_out.items()],
-              [f"crop {b}" for b in range(len(x0))], "snow of another setting and field, removed")
+              [f"image {b}" for b in range(len(x0))], "snow of another setting and field, removed")
 
 # %% [markdown]
 # `estimate_t` re-snows each candidate's restoration with the field it is given; with a field that is not
@@ -508,15 +531,16 @@ assert gaps["snow"] > 0.1 and gaps["blur (mnist)"] < 1e-4 and gaps["blur (cifar1
 #    hue. RMSE and PSNR (and FID) see the colour.</details>
 # 5. The paper reports snow and decolorization results on CIFAR-10 and CelebA. Why can this lesson not
 #    compare with them?
-#    <details><summary>Answer</summary>The tables could not be found (only their existence), and our data
-#    (crops of six photos, offline), network size and training budget are far smaller. The lesson says so
-#    instead of printing numbers that do not exist.</details>
+#    <details><summary>Answer</summary>The tables could not be found (only their existence), and our training
+#    data (crops of six photos, even when we evaluate on CIFAR-10), network size and training budget are far
+#    smaller. The lesson says so instead of printing numbers that do not exist.</details>
 #
 # ## Summary
 #
 # - Snow adds flakes from a random field (not cumulative; $z$ held fixed); decolorization fades linearly
 #   to the RGB-mean grey, keeping every edge and the grey levels.
-# - The same loss, trainer and samplers work unchanged on colour photos.
+# - The same loss, trainer and samplers work unchanged on colour images (CIFAR-10, or the photo crops
+#   offline).
 # - Algorithm 2 keeps the input's grey levels exactly in colorization and subtracts the known snow
 #   exactly where it did not saturate: the restorer only fills what is truly lost.
 # - The one evaluation protocol gives Degraded / Direct / Algorithm 1 / Algorithm 2 columns; Inception FID
