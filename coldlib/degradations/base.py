@@ -105,8 +105,10 @@ def check_steps(t: Any, batch: int, T: int, device: torch.device) -> torch.Tenso
     """
     if isinstance(t, bool) or (isinstance(t, torch.Tensor) and t.dtype == torch.bool):
         raise ValueError("t must be an integer step in 0..T (or a tensor of them), not a bool.")
-    if isinstance(t, int):
-        t = torch.tensor(t)
+    if isinstance(t, int):  # checked in Python: one tensor op for the common case of one step for the batch
+        if not 0 <= t <= T:
+            raise ValueError(f"t must lie in 0..T = 0..{T}; got {t}.")
+        return torch.full((batch,), t, dtype=torch.long, device=device)
     if not isinstance(t, torch.Tensor):
         raise ValueError(f"t must be an int or an integer torch.Tensor of shape (B,); got {type(t).__name__}.")
     if t.is_floating_point() or t.is_complex():
@@ -117,7 +119,7 @@ def check_steps(t: Any, batch: int, T: int, device: torch.device) -> torch.Tenso
     elif t.shape != (batch,):
         raise ValueError(f"t must be a scalar or have shape ({batch},), one step per image; got shape "
                          f"{tuple(t.shape)}.")
-    lo, hi = int(t.min()), int(t.max())
+    lo, hi = torch.stack(torch.aminmax(t)).tolist()  # one pass, one sync
     if lo < 0 or hi > T:
         raise ValueError(f"t must lie in 0..T = 0..{T}; got values from {lo} to {hi}.")
     return t.to(device=device, dtype=torch.long)
