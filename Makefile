@@ -1,5 +1,6 @@
 # Cold Diffusion course: `make course` to learn, `make test` to check everything,
-# `make quick` for a fast developer loop (the unit tests not marked slow; no notebooks).
+# `make quick` for a fast developer loop (the unit tests not marked slow; no notebooks),
+# `make render` (authors) to re-run the lessons and keep their outputs.
 # Everything runs inside a local virtualenv ($(VENV)) holding coldlib (editable) and its dev extra.
 # Extra arguments: make course LAB_ARGS="--port 8890 --no-browser" (JupyterLab),
 #                  make test PYTEST_ARGS="-x -k blur" (pytest; also for make quick).
@@ -13,7 +14,7 @@ STAMP := $(VENV)/.installed
 # Jupyter refuses to start as root (containers, cloud machines) without --allow-root: add it for root only.
 ALLOW_ROOT = $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: course test quick sync strip bench clean gpu-check
+.PHONY: course test quick sync render bench clean gpu-check
 
 # The main job: open the notebooks in JupyterLab.
 # The server's root is the repository, not notebooks/: jupytext's contents manager looks for
@@ -44,15 +45,13 @@ NB_PY := $(filter-out $(NB_IPYNB:.ipynb=.py),$(wildcard notebooks/[0-9]*.py))
 sync: $(STAMP)
 	$(if $(NB_IPYNB)$(NB_PY),$(BIN)/jupytext --sync $(NB_IPYNB) $(NB_PY),@echo "no notebooks to sync")
 
-# For authors: clear outputs, execution counts and widget state before committing the .ipynb files
-# (tests/test_notebook_hygiene.py checks the committed and staged files; a learner's saved outputs in the
-# working tree are allowed).
-strip: $(STAMP)
-	$(BIN)/python -c 'import sys, nbformat; \
-	nbs = {p: nbformat.read(p, as_version=4) for p in sys.argv[1:]}; \
-	[c.update(outputs=[], execution_count=None) for nb in nbs.values() for c in nb.cells if c.cell_type == "code"]; \
-	[nb.metadata.pop("widgets", None) for nb in nbs.values()]; \
-	[nbformat.write(nb, p) for p, nb in nbs.items()]' $(NB_IPYNB)
+# For authors: run every lesson in full mode and commit it with its outputs (GitHub, Colab and nbviewer then
+# show every figure). Records the .py's SHA-256, the wall time and the machine, writes the time into each
+# header, and replaces machine paths (coldlib/render.py). Best on an otherwise idle machine, since the times are
+# published. One or a few lessons: make render LESSONS="03 05".
+LESSONS ?=
+render: $(STAMP)
+	$(BIN)/python -m coldlib.render $(LESSONS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_degradations.py
