@@ -1,4 +1,6 @@
-"""Sliders that respond at once: every frame is computed ONCE, moving the slider only swaps a picture.
+"""Sliders that respond at once: every frame is computed and encoded ONCE, before the slider is shown, so
+moving it only swaps a picture (and a slider never waits on a computation, even while the kernel is busy
+with a later cell: it shows the next frame as soon as the kernel reads the move).
 
 A slider over t for each degradation; :func:`frame_slider` also scrubs through sampling trajectories.
 :class:`UploadRestorer` restores a learner's own image (a FileUpload; a bundled example until then).
@@ -56,7 +58,8 @@ class FrameSlider(W.VBox):
 
     Attributes: ``slider`` (the IntSlider), ``images`` (one Image widget per panel), ``caption`` (the
     HTML line above the pictures), ``frames`` (dict name → (S, B, C, H, W) tensor). ``show(i)`` draws
-    frame ``i``; PNGs are encoded on first view and cached, so revisiting a frame costs nothing.
+    frame ``i``. Every PNG is encoded in the constructor (a few ms per frame), so the slider is complete when
+    it appears and no move ever computes anything.
     """
 
     def __init__(self, frames: torch.Tensor | Mapping[str, torch.Tensor], titles: Sequence[str] | None = None,
@@ -91,6 +94,9 @@ class FrameSlider(W.VBox):
         self.images = {k: W.Image(format="png") for k in self.frames}
         boxes = [W.VBox([W.HTML(f"<b>{k}</b>"), img]) if k else img for k, img in self.images.items()]
         super().__init__([W.HBox([play, self.slider]), self.caption, W.HBox(boxes)])
+        for name in self.frames:  # encode every frame now: nothing is left to compute once the slider shows
+            for i in range(n):
+                self.frame_png(name, i)
         self.slider.observe(lambda change: self.show(change["new"]), names="value")
         self.show(value)
 

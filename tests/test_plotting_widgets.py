@@ -133,6 +133,15 @@ def test_t_slider_builds_and_redraws_without_calling_D_again():
     assert D.calls == [(D.T + 1) * 2]  # moving the slider never runs the degradation
 
 
+def test_slider_encodes_every_frame_before_it_is_shown(monkeypatch):
+    """A move never computes anything, so a slider stays responsive while the kernel runs a later cell."""
+    w = widgets.frame_slider({"a": torch.zeros(5, 2, 1, 8, 8), "b": torch.ones(5, 1, 3, 8, 8)})
+    assert set(w._cache) == {(k, i) for k in ("a", "b") for i in range(5)}
+    monkeypatch.setattr(widgets, "_png", lambda *a, **k: pytest.fail("a slider move encoded a frame"))
+    for i in (4, 0, 2):
+        w.slider.value = i
+
+
 def test_frame_slider_shows_panels_side_by_side():
     frames = {"grey": torch.zeros(4, 2, 1, 8, 8), "colour": torch.ones(4, 3, 3, 8, 8) * 0.5}
     w = widgets.frame_slider(frames, titles=[f"step {i}" for i in range(4)], description="step")
