@@ -4,9 +4,10 @@
 
 Each restorer is scored by :func:`coldlib.evaluation.evaluate_restoration`, the one evaluation loop the
 lessons and the trainer use: the columns Degraded, Direct, Algorithm 1 and Algorithm 2 on the same images
-with the same random ``z`` (one seeded generator, seed 1234, as the trainer's final evaluation), SSIM in the
-authors' convention (``pytorch_msssim``), RMSE over all pixels in [0, 1], PSNR, and for the MNIST models
-FD_MNIST-CNN (not Inception FID). The paper's numbers are printed beside ours where the paper has them.
+with the same random ``z`` (one generator seeded with ``coldlib.evaluation.EVAL_Z_SEED`` = 1234, as the
+trainer's final evaluation), SSIM in the authors' convention (``pytorch_msssim``), RMSE over all pixels in
+[0, 1], PSNR, and for the MNIST models FD_MNIST-CNN (not Inception FID). The paper's numbers are printed
+beside ours where the paper has them.
 
 ``--update-sidecars`` writes the result into each checkpoint's ``.json`` (``metrics`` and
 ``metrics_protocol``), which is what ``load_shipped`` prints in the lessons. The weights, and so their
@@ -24,12 +25,11 @@ from datetime import datetime, timezone
 import torch
 
 from coldlib.data import load_images
-from coldlib.evaluation import SSIM_CONVENTION, evaluate_restoration, format_frechet_table
+from coldlib.evaluation import EVAL_Z_SEED, SSIM_CONVENTION, evaluate_restoration, format_frechet_table
 from coldlib.experiments import shipped_experiment
 from coldlib.shipped import checkpoint_dir, load_shipped, read_registry
 
 RESTORERS = ("mnist_blur", "mnist_pixelate", "mnist_inpaint", "photos_snow", "photos_decolor")
-SEED = 1234
 
 
 def evaluate(name: str, limit: int | None, device: torch.device) -> tuple[dict, dict]:
@@ -41,10 +41,10 @@ def evaluate(name: str, limit: int | None, device: torch.device) -> tuple[dict, 
     frechet = "mnist-cnn" if entry["dataset"] == "mnist" else None  # FD_MNIST-CNN measures digits only
     start = time.perf_counter()
     metrics = evaluate_restoration(loaded.diffusion(), held_out.float().to(device), frechet=frechet,
-                                   generator=torch.Generator().manual_seed(SEED), progress=True)
+                                   generator=torch.Generator().manual_seed(EVAL_Z_SEED), progress=True)
     seconds = time.perf_counter() - start
     protocol = {
-        "images": len(held_out), "held_out": held_out.source, "z_seed": SEED,
+        "images": len(held_out), "held_out": held_out.source, "z_seed": EVAL_Z_SEED,
         "ssim": SSIM_CONVENTION,
         "rmse": "all pixels in [0, 1]; outputs clamped to [-1, 1] before every metric",
         "frechet": "FD_MNIST-CNN (not Inception FID) against the same held-out images" if frechet else None,
