@@ -21,6 +21,7 @@ import json
 import platform
 import time
 from datetime import datetime, timezone
+from typing import Any
 
 import torch
 
@@ -32,9 +33,12 @@ from coldlib.shipped import checkpoint_dir, load_shipped, read_registry
 RESTORERS = ("mnist_blur", "mnist_pixelate", "mnist_inpaint", "photos_snow", "photos_decolor")
 
 
-def evaluate(name: str, limit: int | None, device: torch.device) -> tuple[dict, dict]:
-    """(metrics, protocol) of the shipped restorer ``name`` on its dataset's held-out split."""
-    entry = read_registry()[name]
+def evaluate(name: str, entry: dict[str, Any], limit: int | None, device: torch.device) -> tuple[dict, dict]:
+    """(metrics, protocol) of the shipped restorer ``name`` on its dataset's held-out split.
+
+    ``entry`` is ``name``'s row of the checkpoint registry (:func:`coldlib.shipped.read_registry`), read once by
+    the caller; its ``"dataset"`` picks the held-out images and whether FD_MNIST-CNN is measured.
+    """
     loaded = load_shipped(name, device=device)
     held_out = load_images(entry["dataset"], "test", image_size=shipped_experiment(name).image_size,
                            limit=limit)
@@ -68,11 +72,12 @@ def main() -> None:
     if args.update_sidecars and args.limit is not None:
         p.error("--update-sidecars records the card's numbers, which use every held-out image: drop --limit.")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    registry = read_registry()
     results = {}
     for name in args.names:
-        metrics, protocol = evaluate(name, args.limit, device)
+        entry, exp = registry[name], shipped_experiment(name)
+        metrics, protocol = evaluate(name, entry, args.limit, device)
         results[name] = {"metrics": metrics, "protocol": protocol}
-        entry, exp = read_registry()[name], shipped_experiment(name)
         # the paper's rows only where we evaluate on the paper's dataset (not, e.g., photo crops for CIFAR-10)
         paper = exp.paper if exp.dataset == entry["dataset"] else None
         print(f"\n## {name}: {protocol['images']} held-out images, {protocol['seconds']:.0f} s on "
