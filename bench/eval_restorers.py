@@ -50,7 +50,7 @@ def evaluate(name: str, entry: dict[str, Any], limit: int | None, device: torch.
     protocol = {
         "images": len(held_out), "held_out": held_out.source, "z_seed": EVAL_Z_SEED,
         "ssim": SSIM_CONVENTION,
-        "rmse": "all pixels in [0, 1]; outputs clamped to [-1, 1] before every metric",
+        "rmse": "all pixels in [0, 1]; outputs clamped to [0, 1] before every metric",
         "frechet": "FD_MNIST-CNN (not Inception FID) against the same held-out images" if frechet else None,
         "command": "python bench/eval_restorers.py --update-sidecars",
         "seconds": round(seconds, 1),
