@@ -4,9 +4,10 @@
 
 Each restorer is scored by :func:`coldlib.evaluation.evaluate_restoration`, the one evaluation loop the
 lessons and the trainer use: the columns Degraded, Direct, Algorithm 1 and Algorithm 2 on the same images
-with the same random ``z`` (one seeded generator, seed 1234, as the trainer's final evaluation), SSIM in the
-authors' convention (``pytorch_msssim``), RMSE over all pixels in [0, 1], PSNR, and for the MNIST models
-FD_MNIST-CNN (not Inception FID). The paper's numbers are printed beside ours where the paper has them.
+with the same random ``z`` (one generator seeded with ``coldlib.evaluation.EVAL_Z_SEED`` = 1234, as the
+trainer's final evaluation), SSIM in the authors' convention (``pytorch_msssim``), RMSE over all pixels in
+[0, 1], PSNR, and for the MNIST models FD_MNIST-CNN (not Inception FID). The paper's numbers are printed
+beside ours where the paper has them.
 
 ``--update-sidecars`` writes the result into each checkpoint's ``.json`` (``metrics`` and
 ``metrics_protocol``), which is what ``load_shipped`` prints in the lessons. The weights, and so their
@@ -20,33 +21,36 @@ import json
 import platform
 import time
 from datetime import datetime, timezone
+from typing import Any
 
 import torch
 
 from coldlib.data import load_images
-from coldlib.evaluation import SSIM_CONVENTION, evaluate_restoration, format_frechet_table
+from coldlib.evaluation import EVAL_Z_SEED, SSIM_CONVENTION, evaluate_restoration, format_frechet_table
 from coldlib.experiments import shipped_experiment
 from coldlib.shipped import checkpoint_dir, load_shipped, read_registry
 
 RESTORERS = ("mnist_blur", "mnist_pixelate", "mnist_inpaint", "photos_snow", "photos_decolor")
-SEED = 1234
 
 
-def evaluate(name: str, limit: int | None, device: torch.device) -> tuple[dict, dict]:
-    """(metrics, protocol) of the shipped restorer ``name`` on its dataset's held-out split."""
-    entry = read_registry()[name]
+def evaluate(name: str, entry: dict[str, Any], limit: int | None, device: torch.device) -> tuple[dict, dict]:
+    """(metrics, protocol) of the shipped restorer ``name`` on its dataset's held-out split.
+
+    ``entry`` is ``name``'s row of the checkpoint registry (:func:`coldlib.shipped.read_registry`), read once by
+    the caller; its ``"dataset"`` picks the held-out images and whether FD_MNIST-CNN is measured.
+    """
     loaded = load_shipped(name, device=device)
     held_out = load_images(entry["dataset"], "test", image_size=shipped_experiment(name).image_size,
                            limit=limit)
     frechet = "mnist-cnn" if entry["dataset"] == "mnist" else None  # FD_MNIST-CNN measures digits only
     start = time.perf_counter()
     metrics = evaluate_restoration(loaded.diffusion(), held_out.float().to(device), frechet=frechet,
-                                   generator=torch.Generator().manual_seed(SEED), progress=True)
+                                   generator=torch.Generator().manual_seed(EVAL_Z_SEED), progress=True)
     seconds = time.perf_counter() - start
     protocol = {
-        "images": len(held_out), "held_out": held_out.source, "z_seed": SEED,
+        "images": len(held_out), "held_out": held_out.source, "z_seed": EVAL_Z_SEED,
         "ssim": SSIM_CONVENTION,
-        "rmse": "all pixels in [0, 1]; outputs clamped to [-1, 1] before every metric",
+        "rmse": "all pixels in [0, 1]; outputs clamped to [0, 1] before every metric",
         "frechet": "FD_MNIST-CNN (not Inception FID) against the same held-out images" if frechet else None,
         "command": "python bench/eval_restorers.py --update-sidecars",
         "seconds": round(seconds, 1),
@@ -68,11 +72,12 @@ def main() -> None:
     if args.update_sidecars and args.limit is not None:
         p.error("--update-sidecars records the card's numbers, which use every held-out image: drop --limit.")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    registry = read_registry()
     results = {}
     for name in args.names:
-        metrics, protocol = evaluate(name, args.limit, device)
+        entry, exp = registry[name], shipped_experiment(name)
+        metrics, protocol = evaluate(name, entry, args.limit, device)
         results[name] = {"metrics": metrics, "protocol": protocol}
-        entry, exp = read_registry()[name], shipped_experiment(name)
         # the paper's rows only where we evaluate on the paper's dataset (not, e.g., photo crops for CIFAR-10)
         paper = exp.paper if exp.dataset == entry["dataset"] else None
         print(f"\n## {name}: {protocol['images']} held-out images, {protocol['seconds']:.0f} s on "

@@ -86,7 +86,13 @@ def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return torch.cat(out)
 
 
-def _center_square(img: torch.Tensor) -> torch.Tensor:
+def center_square(img: torch.Tensor) -> torch.Tensor:
+    """The largest centred square of ``img`` (shape (..., H, W)): a view of side ``min(H, W)``, not a copy.
+
+    When the sides differ by an odd number, the extra row or column is dropped at the bottom or right. Used
+    for every dataset image read from a file and for an uploaded image (:mod:`coldlib.upload`), so both are
+    cropped the same way before resizing.
+    """
     h, w = img.shape[-2:]
     s = min(h, w)
     top, left = (h - s) // 2, (w - s) // 2
@@ -100,7 +106,7 @@ def _read_rgb(path: Path, size: int) -> torch.Tensor:
             img = torchvision.transforms.functional.pil_to_tensor(im.convert("RGB"))
     except Exception as err:  # PIL raises many types for broken files
         raise RuntimeError(f"Could not read image {path}: {err}. Remove or fix the file.") from err
-    return _resize(_center_square(img)[None], (size, size))[0]
+    return _resize(center_square(img)[None], (size, size))[0]
 
 
 def _missing_help(what: str, looked_for: list[Path], reason: str) -> str:

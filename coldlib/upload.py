@@ -35,7 +35,7 @@ from PIL import Image, UnidentifiedImageError
 
 import coldlib
 
-from .data import _center_square
+from .data import center_square
 from .diffusion import ColdDiffusion, eval_mode, weights_of
 from .env import data_dir
 
@@ -183,7 +183,7 @@ def _fit(x: torch.Tensor, size: int, notes: list[str]) -> torch.Tensor:
     """(C, H, W) centre-cropped to a square and resized to ``size`` (as coldlib's datasets are made)."""
     h, w = x.shape[-2:]
     if h != w:
-        x = _center_square(x)
+        x = center_square(x)
         notes.append(f"cropped to its central {min(h, w)} x {min(h, w)} square (the restorer takes square images; "
                      f"{abs(w - h)} {'columns' if w > h else 'rows'} at the sides are not used)")
     side = x.shape[-1]

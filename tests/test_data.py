@@ -262,6 +262,14 @@ def test_folder_downscale_is_antialiased(tmp_path):
     assert img.shape == (3, 16, 16) and 120 <= int(img.min()) and int(img.max()) <= 135  # averaged, not aliased
 
 
+@pytest.mark.parametrize("h, w, rows, cols", [(3, 4, (0, 3), (0, 3)), (5, 2, (1, 3), (0, 2)), (4, 4, (0, 4), (0, 4))])
+def test_center_square_is_the_central_square_view(h, w, rows, cols):
+    img = torch.arange(2 * h * w).view(2, h, w)
+    square = data.center_square(img)
+    assert torch.equal(square, img[:, rows[0] : rows[1], cols[0] : cols[1]])
+    assert square.data_ptr() == img[:, rows[0] :, cols[0] :].data_ptr()  # a view, not a copy
+
+
 def test_folder_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="not an existing folder"):
         load_images(f"folder:{tmp_path / 'missing'}", image_size=8)

@@ -18,6 +18,7 @@ from coldlib.degradations import (
     SeparableLinear,
     Snow,
     from_config,
+    shared_step,
 )
 from coldlib.experiments import list_presets, preset
 
@@ -362,3 +363,28 @@ def test_pixelate_shared_step_pooling_equals_the_matrices(T, side):
     assert torch.allclose(D(x, mixed), torch.stack([D(x[i : i + 1], int(s))[0] for i, s in enumerate(mixed)]),
                           atol=1e-6)
     assert D(x, 0) is not x and torch.equal(D(x, 0), x)
+
+
+@pytest.mark.parametrize("t, expected", [
+    (torch.tensor([3, 3, 3, 3]), 3),  # the whole batch at one step
+    (torch.tensor([3, 3, 4, 3]), None),  # steps differ
+    (torch.tensor([0, 5]), None),
+    (torch.tensor([7]), 7),  # a single image
+    (torch.tensor(2), 2),  # a scalar step
+    (torch.full((5,), 9, dtype=torch.int64), 9),  # int64, as check_steps returns
+    (torch.full((5,), 9, dtype=torch.int32), 9),
+    (torch.zeros(0, dtype=torch.long), None),  # an empty batch shares no step
+])
+def test_shared_step(t, expected):
+    step = shared_step(t)
+    assert step == expected
+    assert step is None or type(step) is int
+
+
+
+def test_centred_mask_shared_step_path_equals_the_per_image_masks():
+    D = GaussianMask(10, kernel_std=0.2, random_position=False)
+    x = images(3, 3, 32, 32, seed=5)
+    for t in (0, 1, D.T):  # one step for the batch: one broadcast mask, the same as a mask per image
+        steps = torch.full((3,), t)
+        assert torch.allclose(D(x, t), D.masks(x, steps, None)[:, None] * x, atol=1e-6), t

@@ -4,7 +4,7 @@ The paper's setting for each task and dataset (``preset("blur", "mnist")``) live
 with the paper's numbers and recipes; ``notebooks/paper_notes.md`` section (a) states the sources.
 """
 
-from .base import Degradation, check_images, check_steps, from_config, map_z
+from .base import Degradation, check_images, check_steps, from_config, map_z, shared_step
 from .checks import PropertyResult, check_degradation
 from .color import Decolorize
 from .mask import GaussianMask, InpaintGeneration
@@ -13,7 +13,7 @@ from .separable import GaussianBlur, Pixelate, SeparableLinear, blur_sigmas, gau
 from .snow import Snow, SnowField
 
 __all__ = [
-    "Degradation", "check_images", "check_steps", "map_z", "from_config", "SeparableLinear", "GaussianBlur",
+    "Degradation", "check_images", "check_steps", "shared_step", "map_z", "from_config", "SeparableLinear", "GaussianBlur",
     "Pixelate", "GaussianMask", "InpaintGeneration", "Snow", "SnowField", "Decolorize", "ImageMixing",
     "GaussianNoise", "blur_sigmas", "gaussian_kernel1d", "cosine_alpha_bar", "check_degradation", "PropertyResult",
 ]

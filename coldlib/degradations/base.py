@@ -27,7 +27,8 @@ import torch
 
 from ..validate import check_int
 
-__all__ = ["Degradation", "check_images", "check_steps", "map_z", "from_config", "CLEAN_TOLERANCE", "LOOSE_LIMIT"]
+__all__ = ["Degradation", "check_images", "check_steps", "shared_step", "map_z", "from_config", "CLEAN_TOLERANCE",
+           "LOOSE_LIMIT"]
 
 #: How far outside [-1, 1] a clean image may stray: float round-off (of a resize, of ``x / 127.5 - 1``), no more.
 CLEAN_TOLERANCE = 1e-3
@@ -123,6 +124,19 @@ def check_steps(t: Any, batch: int, T: int, device: torch.device) -> torch.Tenso
     if lo < 0 or hi > T:
         raise ValueError(f"t must lie in 0..T = 0..{T}; got values from {lo} to {hi}.")
     return t.to(device=device, dtype=torch.long)
+
+
+def shared_step(t: torch.Tensor) -> int | None:
+    """The one step every image of the batch is at, or ``None`` when the steps differ (or ``t`` is empty).
+
+    ``t`` is an integer tensor of steps (any shape, typically (B,) from :func:`check_steps`). Degradations
+    use it to take a faster path when the whole batch shares one step (the samplers' case). It costs one
+    ``aminmax`` pass and a single host-device sync.
+    """
+    if t.numel() == 0:
+        return None
+    lo, hi = torch.stack(torch.aminmax(t)).tolist()  # one pass, one sync
+    return int(lo) if lo == hi else None
 
 
 def map_z(z: Any, fn: Any) -> Any:

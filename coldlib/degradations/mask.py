@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from .base import Degradation
+from .base import Degradation, shared_step
 from .separable import gaussian_kernel1d
 
 __all__ = ["GaussianMask", "InpaintGeneration"]
@@ -101,9 +101,10 @@ class GaussianMask(Degradation):
         return windows[t, z[:, 0], z[:, 1]]
 
     def degrade(self, x0: torch.Tensor, t: torch.Tensor, z: Any) -> torch.Tensor:
-        if not self.random_position and bool((t == t[0]).all()):  # one step for the batch (the samplers' case):
+        step = None if self.random_position else shared_step(t)
+        if step is not None:  # one step for the batch (the samplers' case):
             cumulative = self.cumulative_masks(x0.shape[-2], x0.shape[-1], x0.device, x0.dtype)
-            return cumulative[int(t[0])] * x0  # one mask broadcast over the batch, no copy per image
+            return cumulative[step] * x0  # one mask broadcast over the batch, no copy per image
         return self.masks(x0, t, z)[:, None] * x0
 
     def __repr__(self) -> str:

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .base import Degradation
+from .base import Degradation, shared_step
 
 __all__ = ["SeparableLinear", "GaussianBlur", "Pixelate", "gaussian_kernel1d", "blur_sigmas"]
 
@@ -184,8 +184,8 @@ class Pixelate(SeparableLinear):
     def degrade(self, x0: torch.Tensor, t: torch.Tensor, z: Any) -> torch.Tensor:
         self._check_side(x0.shape[-2])
         self._check_side(x0.shape[-1])
-        step = int(t[0])
-        if not bool((t == step).all()):
+        step = shared_step(t)
+        if step is None:
             return super().degrade(x0, t, z)  # a step per image: one matrix pair per image, exact for every t
         # One step for the whole batch (the samplers' case): the block means, then nearest-neighbour
         # upsampling, are the same block average without the two (B, n, n) matrix products.

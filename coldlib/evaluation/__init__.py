@@ -17,10 +17,19 @@ from .frechet import (
     mnist_cnn_features,
     mnist_fd,
 )
-from .metrics import SSIM_CONVENTION, evaluate_restoration, format_frechet_table, format_table, psnr, rmse, ssim
+from .metrics import (
+    EVAL_Z_SEED,
+    SSIM_CONVENTION,
+    evaluate_restoration,
+    format_frechet_table,
+    format_table,
+    psnr,
+    rmse,
+    ssim,
+)
 
 __all__ = [
-    "rmse", "psnr", "ssim", "SSIM_CONVENTION", "evaluate_restoration", "format_table",
+    "rmse", "psnr", "ssim", "SSIM_CONVENTION", "EVAL_Z_SEED", "evaluate_restoration", "format_table",
     "frechet_distance", "FeatureStats", "FD_MNIST_CNN", "FID_INCEPTION", "KINDS", "fd_column_name",
     "mnist_cnn_features", "mnist_fd", "inception_fid", "InceptionUnavailable", "INCEPTION_WEIGHTS_FILE",
     "feature_extractor", "frechet_column", "add_frechet_column", "check_no_mixing", "format_frechet_table",

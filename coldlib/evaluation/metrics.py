@@ -40,7 +40,8 @@ from ..plotting import to_unit
 from ..validate import check_int
 from .frechet import FD_MNIST_CNN, FID_INCEPTION, FeatureStats, check_no_mixing, fd_column_name, feature_extractor
 
-__all__ = ["rmse", "psnr", "ssim", "evaluate_restoration", "format_table", "format_frechet_table", "SSIM_CONVENTION"]
+__all__ = ["rmse", "psnr", "ssim", "evaluate_restoration", "format_table", "format_frechet_table", "SSIM_CONVENTION",
+           "EVAL_Z_SEED"]
 
 _METRICS = ("SSIM", "RMSE", "PSNR")
 
@@ -48,6 +49,11 @@ _METRICS = ("SSIM", "RMSE", "PSNR")
 SSIM_CONVENTION = ("pytorch_msssim.ssim, the authors' convention: 11-tap Gaussian window, sigma 1.5, only windows "
                    "fully inside the image, data range 1")
 _SSIM_WINDOW = 11
+
+#: The seed of the one ``torch.Generator`` that draws ``z`` for the held-out evaluation (the trainer's final
+#: evaluation and ``bench/eval_restorers.py``): checkpoints record it as ``metrics_protocol["z_seed"]``.
+EVAL_Z_SEED: int = 1234
+
 
 def _pair(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     a = check_images(a, name="a")
