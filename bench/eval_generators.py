@@ -2,7 +2,7 @@
 
     python bench/eval_generators.py --samples 500 [--names mnist_blur_generation mnist_noise]
 
-The same measurements as lessons 06 and 08 at full size, without the pictures: samples are drawn with
+The same measurements as lessons 06, 07 and 09 at full size, without the pictures: samples are drawn with
 ``coldlib.generation.generate`` (seeded starts from ``generation_start``, sampled in chunks of 100 with the
 named sampler), and compared with the first
 500 held-out digits (held-out eights for animorphosis, which starts from held-out zeros). Prints a Markdown

@@ -132,14 +132,19 @@ LESSONS: tuple[Lesson, ...] = (
            "Snow from a random field and fading to grey on CIFAR-10 (offline: colour photo crops), what "
            "Algorithm 2 keeps exactly for each, the evaluation protocol with Inception FID when available, and "
            "restoring a PIL-grey photo."),
-    Lesson(6, "06_generation", "Generation without noise",
-           "Blur to the mean from a Gaussian-mixture start, Algorithm 1 vs 2 and symmetry-breaking noise, hot vs "
-           "cold with re-estimated noise (DDIM), revealing digits from a colour, animorphosis, and the effect of T."),
-    Lesson(7, "07_your_own_degradation", "Your own degradation",
+    Lesson(6, "06_generation_from_blur", "Generation from blur and symmetry breaking",
+           "Blur to the mean from a Gaussian-mixture start over mean colours, Algorithm 1 vs 2 from the same "
+           "starts, perfect vs broken symmetry (0.002 noise), scored with FD_MNIST-CNN and spread against a "
+           "real-vs-real floor."),
+    Lesson(7, "07_hot_cold_reveal_and_animorphosis", "Hot versus cold, revealing, animorphosis and the choice of T",
+           "Hot diffusion with fixed vs re-estimated noise (DDIM) and why the samplers order as they do, hot vs "
+           "cold beside the paper's FIDs, revealing digits from a colour, eights from zeros (animorphosis), and "
+           "an optional measurement of the effect of T."),
+    Lesson(8, "08_your_own_degradation", "Your own degradation",
            "Rotation (and zoom) written in ten lines against the Degradation interface, the property checker "
            "catching four realistic bugs, then training, Direct / Algorithm 1 / Algorithm 2, evaluation, and "
            "save and reload with load_model(degradation=...)."),
-    Lesson(8, "08_reproducing_the_paper", "Reproducing the paper",
+    Lesson(9, "09_reproducing_the_paper", "Reproducing the paper",
            "Every shipped checkpoint evaluated with one protocol beside the paper's tables, the exact command "
            "behind each, and the paper-scale commands for one GPU or many."),
 )

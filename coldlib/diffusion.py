@@ -10,7 +10,7 @@ restore an image that is only partly degraded), with ``x̂0 = R(x_s, s)`` at eve
 
 A degradation with a random ingredient ``z`` (noise, a second image) keeps the ``z`` it started from, or,
 with ``reestimate_z=True``, re-solves ``z`` from ``x_s`` and ``x̂0`` at every step (for noise, that is
-DDIM with η = 0: the paper's "estimated noise" hot sampler, lesson 06_generation).
+DDIM with η = 0: the paper's "estimated noise" hot sampler, lesson 07_hot_cold_reveal_and_animorphosis).
 
 Because every degradation is a closed form, each step costs two degradations whatever ``s`` is, so a
 whole Algorithm 2 run is O(T) degradations (the authors' code recomputes them from scratch: O(T²)).
@@ -166,7 +166,7 @@ class ColdDiffusion(nn.Module):
         the loop reaches its own step. Degradations with a random ingredient (a hole position, a snow
         field, the image or noise mixed in) need the ``z`` that made ``x_t``: it is held fixed along the run,
         unless ``reestimate_z`` asks the degradation to re-solve it from ``x_s`` and ``x̂0`` at every step
-        (:meth:`Degradation.estimate_z`; lesson 06_generation).
+        (:meth:`Degradation.estimate_z`; lesson 07_hot_cold_reveal_and_animorphosis).
         """
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}; got {method!r}.")

@@ -32,7 +32,9 @@
 #
 # **Prerequisites:** Python and basic PyTorch tensors. Knowing DDPM helps but is not needed.
 #
-# **Estimated time:** about 20 minutes of reading; the code runs in under a minute on a CPU (same on a GPU).
+# **Estimated time:** about 20 minutes of reading.
+#
+# **Run time:** not measured yet (filled in by `make render`).
 
 # %%
 # Setup. In Colab: fetch the course and install coldlib. pip keeps every package Colab already ships

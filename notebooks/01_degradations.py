@@ -36,8 +36,9 @@
 # **Prerequisites:** [00 · Setup and tour](https://colab.research.google.com/github/coldlib-course/cold-diffusion-course/blob/main/notebooks/00_setup_and_tour.ipynb);
 # convolutions in PyTorch (`F.conv2d`, padding).
 #
-# **Estimated time:** 60–90 minutes of reading and exercises. The code runs in about 20 seconds on a
-# CPU (a GPU is not needed).
+# **Estimated time:** 60–90 minutes of reading and exercises.
+#
+# **Run time:** not measured yet (filled in by `make render`).
 
 # %%
 # Setup. In Colab: fetch the course and install coldlib. pip keeps every package Colab already ships

@@ -36,9 +36,9 @@
 # **Prerequisites:** [01 · Degradations](https://colab.research.google.com/github/coldlib-course/cold-diffusion-course/blob/main/notebooks/01_degradations.ipynb);
 # a PyTorch training loop (loss, `backward`, optimiser step).
 #
-# **Estimated time:** 45–60 minutes of reading and exercises. With the shipped model the code runs in a
-# few minutes on a CPU (the live training run of section 3 takes most of it) and in under a minute on a
-# GPU. Without the shipped model the notebook trains a stand-in first: add 10–20 minutes on a CPU.
+# **Estimated time:** 45–60 minutes of reading and exercises.
+#
+# **Run time:** not measured yet (filled in by `make render`).
 
 # %%
 # Setup. In Colab: fetch the course and install coldlib. pip keeps every package Colab already ships

@@ -37,10 +37,9 @@
 #
 # **Prerequisites:** [02 · Training a restorer](https://colab.research.google.com/github/coldlib-course/cold-diffusion-course/blob/main/notebooks/02_training_a_restorer.ipynb).
 #
-# **Estimated time:** 45–60 minutes of reading and exercises. With the shipped model the code runs in
-# about 5 minutes on a CPU (the 1,000-image evaluation of section 5 takes most of it) and well under a
-# minute on a GPU. Without it, the notebook first trains its own stand-in (Lesson 02, section 5): add
-# 10–20 minutes on a CPU.
+# **Estimated time:** 45–60 minutes of reading and exercises.
+#
+# **Run time:** not measured yet (filled in by `make render`).
 
 # %%
 # Setup. In Colab: fetch the course and install coldlib. pip keeps every package Colab already ships
@@ -380,7 +379,7 @@ for metric, best in [("SSIM", max), ("RMSE", min), (FD_MNIST_CNN, min)]:
 # - **The Degraded column.** Our $x_T$ at the paper's stated setting (20 steps of an 11×11 Gaussian with
 #   σ = 7, circular padding) is an almost flat grey image, so its SSIM is near 0; the paper reports 0.287,
 #   which needs an $x_T$ with much more structure left. The paper's evaluation must have differed from its
-#   stated setting (for example in how its data loader resized and cropped the digits); lesson 08 returns
+#   stated setting (for example in how its data loader resized and cropped the digits); lesson 09 returns
 #   to this. It also means our restorer starts from *less* information than the paper's did.
 
 # %%

@@ -41,10 +41,9 @@
 # **Prerequisites:** [02 · Training a restorer](https://colab.research.google.com/github/coldlib-course/cold-diffusion-course/blob/main/notebooks/02_training_a_restorer.ipynb)
 # and [03 · Sampling: Algorithm 1 versus Algorithm 2](https://colab.research.google.com/github/coldlib-course/cold-diffusion-course/blob/main/notebooks/03_sampling_naive_vs_improved.ipynb).
 #
-# **Estimated time:** 60 minutes of reading and exercises. With the shipped models the code runs in
-# 10–15 minutes on a CPU (the evaluation of section 6 takes most of it: inpainting has $T = 50$ steps)
-# and in a minute or two on a GPU. Without them, the notebook first trains two stand-ins: add 20–40
-# minutes on a CPU.
+# **Estimated time:** 60 minutes of reading and exercises.
+#
+# **Run time:** not measured yet (filled in by `make render`).
 
 # %%
 # Setup. In Colab: fetch the course and install coldlib. pip keeps every package Colab already ships

@@ -21,9 +21,9 @@
 # So far every degradation removed detail: blur, holes, big pixels. The paper's last two restoration
 # tasks are different. **Snow** *adds* something (flakes from the ImageNet-C corruption benchmark),
 # and **decolorization** removes only the colour and keeps every edge. Both run on colour images, so this
-# lesson leaves MNIST for CIFAR-10, the paper's dataset, when it is on disk or can be downloaded, and
-# otherwise (offline, as in CI) for the course's colour photo crops; the first code cell says which, and
-# why. We rebuild both operators inline, train (or load) a restorer for each, compare Direct,
+# lesson leaves MNIST for CIFAR-10, the paper's dataset, when it is on disk or can be downloaded (once,
+# 170 MB), and otherwise (offline, as in CI) for the course's colour photo crops; the first code cell says
+# which, and why. We rebuild both operators inline, train (or load) a restorer for each, compare Direct,
 # Algorithm 1 and Algorithm 2, and find out what Algorithm 2 does for operators like these: for
 # decolorization it provably keeps the input's grey levels; for snow it subtracts the known snow wherever
 # nothing saturated. Last, we colour an image that PIL turned grey (a different grey from ours) and clean
@@ -42,10 +42,9 @@
 # and [04 · Inpainting and super-resolution](https://colab.research.google.com/github/coldlib-course/cold-diffusion-course/blob/main/notebooks/04_inpainting_and_super_resolution.ipynb)
 # (the random ingredient $z$).
 #
-# **Estimated time:** 60 minutes of reading and exercises. With the shipped models the code runs in
-# 10–15 minutes on a CPU (snow has $T = 200$ steps: the evaluation of section 6 takes most of it) and
-# in a minute or two on a GPU; online, add a one-time CIFAR-10 download (170 MB). Without the shipped models,
-# the notebook first trains two stand-ins: add 20–40 minutes.
+# **Estimated time:** 60 minutes of reading and exercises.
+#
+# **Run time:** not measured yet (filled in by `make render`).
 
 # %%
 # Setup. In Colab: fetch the course and install coldlib. pip keeps every package Colab already ships
@@ -561,4 +560,4 @@ assert gaps["snow"] > 0.1 and gaps["blur (mnist)"] < 1e-4 and gaps["blur (cifar1
 # - R. Zhang, P. Isola, A. A. Efros. *Colorful Image Colorization.* ECCV 2016,
 #   [arXiv:1603.08511](https://arxiv.org/abs/1603.08511) (why colorization is a guess, and how to score it).
 #
-# Next: [06 · Generation without noise](https://colab.research.google.com/github/coldlib-course/cold-diffusion-course/blob/main/notebooks/06_generation.ipynb).
+# Next: [06 · Generation from blur and symmetry breaking](https://colab.research.google.com/github/coldlib-course/cold-diffusion-course/blob/main/notebooks/06_generation_from_blur.ipynb).

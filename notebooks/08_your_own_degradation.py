@@ -13,10 +13,10 @@
 # ---
 
 # %% [markdown]
-# # 07 · Your own degradation
+# # 08 · Your own degradation
 #
-# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/coldlib-course/cold-diffusion-course/blob/main/notebooks/07_your_own_degradation.ipynb)
-# · [View on GitHub](https://github.com/coldlib-course/cold-diffusion-course/blob/main/notebooks/07_your_own_degradation.ipynb)
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/coldlib-course/cold-diffusion-course/blob/main/notebooks/08_your_own_degradation.ipynb)
+# · [View on GitHub](https://github.com/coldlib-course/cold-diffusion-course/blob/main/notebooks/08_your_own_degradation.ipynb)
 #
 # The paper's claim is that the diffusion recipe works for *any* degradation $D(x_0, t)$, and every
 # lesson so far has used one of the paper's own. This lesson tests the claim on a degradation the
@@ -42,10 +42,9 @@
 # and [03 · Sampling: Algorithm 1 versus Algorithm 2](https://colab.research.google.com/github/coldlib-course/cold-diffusion-course/blob/main/notebooks/03_sampling_naive_vs_improved.ipynb).
 # Lesson 04 introduced the random ingredient $z$; Exercise 3 uses it.
 #
-# **Estimated time:** 60 minutes of reading and exercises. The code trains a restorer live (there is no
-# shipped model for a degradation you just invented): 1,000 steps of the small UNet take 5–10 minutes
-# on a laptop CPU and well under a minute on a GPU; the rest of the notebook runs in about a minute on
-# a CPU. With `COLDLIB_FAST=1` everything runs in well under a minute.
+# **Estimated time:** 60 minutes of reading and exercises.
+#
+# **Run time:** not measured yet (filled in by `make render`).
 
 # %%
 # Setup. In Colab: fetch the course and install coldlib. pip keeps every package Colab already ships
@@ -584,8 +583,8 @@ assert 90 in passing and max(passing) == 105 and 180 not in passing  # the text 
 # batch, so keep $\theta_{\max} \le 90°$.
 # To go further, make later steps degrade in another way as well, for instance fade to black as the
 # turn continues: then every step keeps adding damage and the severity keeps growing. For generation
-# (Lesson 06) one would also want $x_T$ to carry little information about $x_0$, which no rotation
-# does.
+# (Lessons 06 and 07) one would also want $x_T$ to carry little information about $x_0$, which no
+# rotation does.
 
 # %%
 # Solution 2. Rounding to 256 levels is not the identity for arbitrary floats, so t = 0 must return x0.
@@ -696,7 +695,7 @@ assert R_any.sample(x_T_any, method="improved", z=z.to(device)).shape == digits.
 #    <details><summary>Answer</summary>No. $x_T$ still contains the whole digit, so sampling from it
 #    restores *that* digit; there is nothing new to generate. Generation needs an $x_T$ that says little
 #    about $x_0$ (a flat colour for blur, a different image for animorphosis) plus a way to draw a
-#    fresh $x_T$ (Lesson 06).</details>
+#    fresh $x_T$ (Lessons 06 and 07).</details>
 # 6. What does `load_model` need from you to reload a model trained on your own degradation, and what
 #    does it not check?
 #    <details><summary>Answer</summary>The degradation object, `load_model(path, degradation=Rotate(...))`,
@@ -736,4 +735,4 @@ assert R_any.sample(x_T_any, method="improved", z=z.to(device)).shape == digits.
 # - J. Ho, A. Jain, P. Abbeel. *Denoising Diffusion Probabilistic Models.* NeurIPS 2020,
 #   [arXiv:2006.11239](https://arxiv.org/abs/2006.11239).
 #
-# Next: [08 · Reproducing the paper](https://colab.research.google.com/github/coldlib-course/cold-diffusion-course/blob/main/notebooks/08_reproducing_the_paper.ipynb).
+# Next: [09 · Reproducing the paper](https://colab.research.google.com/github/coldlib-course/cold-diffusion-course/blob/main/notebooks/09_reproducing_the_paper.ipynb).

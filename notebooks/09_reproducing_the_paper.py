@@ -13,10 +13,10 @@
 # ---
 
 # %% [markdown]
-# # 08 · Reproducing the paper
+# # 09 · Reproducing the paper
 #
-# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/coldlib-course/cold-diffusion-course/blob/main/notebooks/08_reproducing_the_paper.ipynb)
-# · [View on GitHub](https://github.com/coldlib-course/cold-diffusion-course/blob/main/notebooks/08_reproducing_the_paper.ipynb)
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/coldlib-course/cold-diffusion-course/blob/main/notebooks/09_reproducing_the_paper.ipynb)
+# · [View on GitHub](https://github.com/coldlib-course/cold-diffusion-course/blob/main/notebooks/09_reproducing_the_paper.ipynb)
 #
 # Every earlier lesson trained or loaded one model and looked at it closely. This one steps back: it
 # evaluates **every** checkpoint the course ships with the one evaluation protocol, puts our numbers beside
@@ -33,10 +33,11 @@
 #   from theirs.
 # - Launch a paper-scale run on one GPU or several (`torchrun`).
 #
-# **Prerequisites:** Lessons 03–06.
+# **Prerequisites:** Lessons 03–07.
 #
-# **Estimated time:** 30 minutes of reading. The evaluations take 20–40 minutes on a CPU with the default
-# sizes (set `N_EVAL` smaller to go faster) and a few minutes on a GPU; in FAST mode (CI) a few minutes.
+# **Estimated time:** 30 minutes of reading.
+#
+# **Run time:** not measured yet (filled in by `make render`).
 
 # %%
 # Setup. In Colab: fetch the course and install coldlib. pip keeps every package Colab already ships
@@ -200,11 +201,11 @@ except InceptionUnavailable as why:
 # ## 3. Every generator, one distance
 #
 # Each shipped generator draws `N_EVAL` samples with Algorithm 2 from its own kind of start
-# (`coldlib.generation.generate`, which draws them with `generation_start`, derived in Lesson 06, and samples
-# them in chunks): a flat colour from a one-component
-# Gaussian mixture plus 0.002 noise for blur, pure noise for the hot model (sampled both with the noise
-# fixed and re-estimated), a random colour plus 0.002 noise for revealing, held-out zeros for animorphosis.
-# All are compared with the same held-out digits (eights for animorphosis).
+# (`coldlib.generation.generate`, which draws them with `generation_start`, derived in Lessons 06 and 07,
+# and samples them in chunks): a flat colour from a one-component Gaussian mixture plus 0.002 noise for blur,
+# pure noise for the hot model (sampled both with the noise fixed and re-estimated), a random colour plus
+# 0.002 noise for revealing, held-out zeros for animorphosis. All are compared with the same held-out digits
+# (eights for animorphosis).
 
 # %%
 GENERATION = [name for name, e in registry.items()
@@ -239,7 +240,7 @@ print(f"floor (real vs real): FD_MNIST-CNN {mnist_fd(reference, mnist_train.floa
 if showcase_rows:
     labelled_rows(showcase_rows, [f"sample {i}" for i in range(8)], "eight samples from every shipped generator")
 else:
-    print(f"no generation checkpoint in {checkpoint_dir()}; Lesson 06 trains stand-ins instead")
+    print(f"no generation checkpoint in {checkpoint_dir()}; Lessons 06 and 07 train stand-ins instead")
 
 # %% [markdown]
 # The paper's generation numbers, in their own table because they are Inception FIDs on 128-px faces
@@ -288,7 +289,7 @@ for label, rate in [("100 TFLOP/s sustained (a modern GPU, bf16, good utilisatio
 # 1. **How much do the numbers move?** Section 2 measures `N_EVAL` images. Measure the deblurring
 #    restorer's Direct column on a *second*, disjoint set of `N_EVAL` held-out digits. Which numbers move by
 #    more than their third decimal? (The model card's tables use all 2,000 held-out digits.)
-# 2. **Your own row.** Train a restorer for a degradation of your own (lesson 07) for a few steps and add
+# 2. **Your own row.** Train a restorer for a degradation of your own (lesson 08) for a few steps and add
 #    its Direct and Algorithm 2 columns to the tables of section 2.
 # 3. **The Degraded-SSIM puzzle.** The paper's MNIST deblurring table gives the degraded input $x_T$ an
 #    SSIM of 0.287; ours is close to 0. Same SSIM convention, same stated operator. Which step $t$ of our
