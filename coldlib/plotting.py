@@ -20,8 +20,9 @@ from matplotlib.figure import Figure
 from torchvision.utils import make_grid
 
 from coldlib.degradations.base import Degradation, check_images, map_z
+from coldlib.validate import check_int
 
-__all__ = ["to_unit", "image_grid", "show_images", "showcase", "degrade_over_steps", "degradation_grid",
+__all__ = ["to_unit", "image_grid", "show_images", "sample_grids", "showcase", "degrade_over_steps", "degradation_grid",
            "compare_degradations", "plot_schedule", "labelled_rows"]
 
 PAD = 2  # pixels of white between the images of a grid
@@ -76,6 +77,23 @@ def show_images(x: torch.Tensor, nrow: int = 8, title: str | None = None, ax: Ax
     if title:
         ax.set_title(title, fontsize=10)
     return ax.figure
+
+
+def sample_grids(samples: Mapping[str, torch.Tensor], n: int = 64, nrow: int = 8, scale: float = 3.4) -> Figure:
+    """The first ``n`` images of each entry of ``samples`` (name → (B, C, H, W)) as one grid per panel, side by side.
+
+    Lessons 06 and 07: 64 samples of every generator, enough to judge variety at a glance. Fewer are shown
+    when fewer exist (FAST mode draws 32). ``scale`` is inches per panel.
+    """
+    if not samples:
+        raise ValueError("samples is empty; pass a dict name -> images (B, C, H, W).")
+    check_int(n, "n")
+    fig = _new_figure(scale * len(samples), scale * 1.12)
+    axes = fig.subplots(1, len(samples), squeeze=False)[0]
+    for ax, (name, x) in zip(axes, samples.items()):
+        show_images(x[:n], nrow=nrow, title=f"{name} ({min(n, len(x))} samples)", ax=ax)
+    fig.tight_layout()
+    return fig
 
 
 def showcase(x: torch.Tensor, labels: torch.Tensor | None = None, k: int = 4) -> torch.Tensor:

@@ -74,7 +74,7 @@ from coldlib.env import fast_mode, lesson_device, seed_everything
 from coldlib.evaluation import mnist_fd
 from coldlib.experiments import preset
 from coldlib.generation import channel_means, fit_channel_mean_prior, generate
-from coldlib.plotting import degradation_grid, labelled_rows, show_images
+from coldlib.plotting import degradation_grid, labelled_rows, sample_grids
 from coldlib.training import train_or_load
 from coldlib.widgets import frame_slider, t_slider
 
@@ -94,15 +94,6 @@ reference = held_out.float(slice(0, max(N_SAMPLES, 500))).to(device)  # the firs
 x0 = held_out.float(slice(0, 8)).to(device)
 fallback = dict(model="tiny", steps=40, batch_size=16, grad_accum=1) if FAST else \
     dict(model="small", steps=1500, batch_size=32, grad_accum=2)
-
-
-def show_sample_grids(samples: dict[str, torch.Tensor]) -> None:
-    """The first 64 samples of each generator as an 8 × 8 grid, one panel per generator, side by side."""
-    fig, axes = plt.subplots(1, len(samples), figsize=(3.4 * len(samples), 3.8), squeeze=False)
-    for ax, (name, x) in zip(axes[0], samples.items()):
-        show_images(x[:64], nrow=8, title=name, ax=ax)
-    fig.tight_layout()
-    plt.show()
 
 # %% [markdown]
 # ## 1. Blur all the way to the mean
@@ -261,7 +252,7 @@ print(f"{N_SAMPLES} samples per generator (and {N_SAMPLES} real training digits 
 # The first 64 samples of each generator (all of them in FAST mode, which draws 32):
 
 # %%
-show_sample_grids(generated)
+sample_grids(generated)  # coldlib.plotting: the first 64 of each, side by side
 
 # %% [markdown]
 # What to expect with the shipped model: Algorithm 1's FD is far larger than Algorithm 2's (its samples
@@ -294,8 +285,8 @@ samples5 = generate(R_blur, N_SAMPLES, prior=prior5, noise_std=0.002, image_size
 print(f"weights of the 5 components: {[round(float(w), 3) for w in prior5.weights]}")
 print(f"FD_MNIST-CNN: 1 component {fd['cold blur, Algorithm 2, noise 0.002']:.2f}, "
       f"5 components {mnist_fd(reference, samples5):.2f} ({N_SAMPLES} samples each)")
-show_sample_grids({"cold blur, Algorithm 2, noise 0.002": generated["cold blur, Algorithm 2, noise 0.002"],
-                   "the same, prior with 5 components": samples5})
+sample_grids({"cold blur, Algorithm 2, noise 0.002": generated["cold blur, Algorithm 2, noise 0.002"],
+              "the same, prior with 5 components": samples5})
 
 # %% [markdown]
 # The histogram of section 2 is not one clean bump (thin ones against fat zeros and eights), so five

@@ -238,3 +238,11 @@ def test_compare_samplers_and_their_frames():
     assert list(frames) == ["Direct R(x_T, T)", "Alg. 1: x_s", "Alg. 2: x_s", "Alg. 2: x̂0 = R(x_s, s)"]
     assert all(f.shape == (D.T + 1, 2, 1, 32, 32) for f in frames.values())
     assert titles[0] == "sr: step 0 of 3, s = 3" and titles[-1].endswith("(final)")
+
+
+def test_sample_grids_one_panel_per_generator_at_most_n_each():
+    fig = plotting.sample_grids({"a": images(70, 1, 8), "b": images(5, 1, 8)}, n=64)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles == ["a (64 samples)", "b (5 samples)"]
+    with pytest.raises(ValueError, match="samples is empty"):
+        plotting.sample_grids({})
