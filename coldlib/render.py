@@ -305,16 +305,22 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown lesson(s) {', '.join(unknown)}; known: {', '.join(p.stem for p in scripts)}")
     repo = args.notebooks.resolve().parent
-    total = 0.0
+    total, failed = 0.0, []
     for py in chosen:
         print(f"[render] {py.stem} ...", flush=True)
-        result = render_lesson(py, repo=repo, timeout=args.timeout)
+        try:
+            result = render_lesson(py, repo=repo, timeout=args.timeout)
+        except Exception as err:  # one failed lesson must not stop the others (a render takes minutes)
+            failed.append(py.stem)
+            print(f"[render] {py.stem} FAILED: {type(err).__name__}: {err}", flush=True)
+            continue
         total += result.seconds
         print(f"[render] {result.stem}: {format_seconds(result.seconds)}, outputs {result.output_bytes / 1e6:.2f} MB; "
               f"slowest cells: " + "; ".join(f"{s:.0f} s cell {i} ({src})" for s, i, src in result.slowest),
               flush=True)
-    print(f"[render] {len(chosen)} lesson(s) in {format_seconds(total)} on {machine_description()}")
-    return 0
+    print(f"[render] {len(chosen) - len(failed)} lesson(s) in {format_seconds(total)} on {machine_description()}"
+          + (f"; FAILED: {', '.join(failed)}" if failed else ""))
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
