@@ -138,8 +138,9 @@ LESSONS: tuple[Lesson, ...] = (
            "real-vs-real floor."),
     Lesson(7, "07_hot_cold_reveal_and_animorphosis", "Hot versus cold, revealing, animorphosis and the choice of T",
            "Hot diffusion with fixed vs re-estimated noise (DDIM) and why the samplers order as they do, hot vs "
-           "cold beside the paper's FIDs, revealing digits from a colour, eights from zeros (animorphosis), and "
-           "an optional measurement of the effect of T."),
+           "cold beside the paper's FIDs, revealing digits from a colour, animorphosis (eights from zeros "
+           "offline; cats into dogs (CIFAR-10, trained in the lesson) with a network), and an optional "
+           "measurement of the effect of T."),
     Lesson(8, "08_your_own_degradation", "Your own degradation",
            "Rotation (and zoom) written in ten lines against the Degradation interface, the property checker "
            "catching four realistic bugs, then training, Direct / Algorithm 1 / Algorithm 2, evaluation, and "

@@ -17,12 +17,14 @@ import torch
 from sklearn.mixture import GaussianMixture
 from tqdm.auto import tqdm
 
+from .data import CIFAR10_CLASSES, DataChoice, ImageSet
 from .degradations import GaussianNoise, ImageMixing, check_images, map_z
 from .degradations.base import add_start_noise, check_noise_std
 from .diffusion import METHODS, ColdDiffusion, eval_mode, weights_of
 from .validate import check_int
 
-__all__ = ["ChannelMeanPrior", "fit_channel_mean_prior", "channel_means", "generate"]
+__all__ = ["ChannelMeanPrior", "fit_channel_mean_prior", "channel_means", "generate", "AnimorphosisPair",
+           "animorphosis_pair", "ANIMORPHOSIS_CLASSES"]
 
 
 def channel_means(images: torch.Tensor) -> torch.Tensor:
@@ -151,3 +153,81 @@ def generate(diffusion: ColdDiffusion, n: int, *, method: str = "improved", batc
             samples.append(diffusion.sample(x_T[chunk], method=method, z=map_z(z, lambda t: t[chunk]),
                                             reestimate_z=reestimate_z).cpu())
     return torch.cat(samples)
+
+
+# ------------------------------------------------------------------------------------------- animorphosis
+
+#: dataset → (source class z, target class x0): what animorphosis turns into what on each dataset it knows.
+ANIMORPHOSIS_CLASSES: dict[str, tuple[str, str]] = {"cifar10": ("cat", "dog"), "mnist": ("zero", "eight")}
+_MNIST_DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+
+
+@dataclass(frozen=True, repr=False)
+class AnimorphosisPair:
+    """The two image sets of animorphosis, ``D(x, t, z) = sqrt(ᾱ_t)·x + sqrt(1 - ᾱ_t)·z``: targets x0, sources z.
+
+    ``dataset`` is the :func:`~coldlib.data.load_images` name ("cifar10" or "mnist"); ``source_name`` /
+    ``target_name`` the classes in words, singular ("cat", "dog"; "zero", "eight") and ``source_class`` /
+    ``target_class`` their labels. ``sources`` and ``targets`` come from the training split (the pool of z
+    and the x0 a restorer trains on), ``held_out_sources`` and ``held_out_targets`` from the held-out split
+    (the starts of generation, and the reference its samples are measured against). ``channels`` and
+    ``image_size`` describe every image; ``description`` is the line :func:`animorphosis_pair` prints.
+    """
+
+    dataset: str
+    source_name: str
+    target_name: str
+    source_class: int
+    target_class: int
+    channels: int
+    image_size: int
+    sources: ImageSet
+    targets: ImageSet
+    held_out_sources: ImageSet
+    held_out_targets: ImageSet
+    description: str
+
+    @property
+    def title(self) -> str:
+        """E.g. "dogs from cats" or "eights from zeros"."""
+        return f"{self.target_name}s from {self.source_name}s"
+
+    def __repr__(self) -> str:
+        counts = ", ".join(f"{k} {len(getattr(self, k)):,}" for k in
+                           ("sources", "targets", "held_out_sources", "held_out_targets"))
+        return (f"AnimorphosisPair({self.dataset}: {self.title}, {self.channels}x{self.image_size}x{self.image_size}; "
+                f"{counts})")
+
+
+def animorphosis_pair(choice: DataChoice) -> AnimorphosisPair:
+    """The animorphosis pair for the dataset ``choice`` names (from :func:`coldlib.data.choose_cifar10`), printed.
+
+    CIFAR-10: x0 are **dogs** (label 5) and z are **cats** (label 3), 3 channels, 32 px. MNIST (the
+    ``fallback="mnist"`` of an offline or failed choice): x0 are **eights** and z **zeros**, 1 channel, 32
+    px, the pair of the course's shipped ``mnist_mixing``; the description then says that it is the
+    fallback and why (the choice's reason). Each class is loaded from the training split (``sources``,
+    ``targets``) and the held-out split (``held_out_*``) with :meth:`DataChoice.load`. Any other dataset
+    raises ``ValueError``.
+    """
+    if not isinstance(choice, DataChoice):
+        raise ValueError(f"choice must be a coldlib.data.DataChoice (from choose_cifar10); got {type(choice).__name__}.")
+    if choice.name not in ANIMORPHOSIS_CLASSES:
+        raise ValueError(f"animorphosis pairs exist for {', '.join(ANIMORPHOSIS_CLASSES)}; the choice is "
+                         f"{choice.name!r}: use choose_cifar10(fallback='mnist').")
+    source_name, target_name = ANIMORPHOSIS_CLASSES[choice.name]
+    names = CIFAR10_CLASSES if choice.is_cifar10 else _MNIST_DIGITS
+    source_class, target_class = names.index(source_name), names.index(target_name)
+    sets = {f"{prefix}{kind}": choice.load(split, classes=[label])
+            for prefix, split in (("", "train"), ("held_out_", "test"))
+            for kind, label in (("sources", source_class), ("targets", target_class))}
+    _, channels, height, width = sets["targets"].images.shape
+    what = f"{target_name}s (label {target_class}, the x0) grown from {source_name}s (label {source_class}, the z)"
+    shape = f"{channels} channel{'s' if channels > 1 else ''}, {height} px"
+    if choice.is_cifar10:
+        description = f"Animorphosis on CIFAR-10: {what}; {shape}."
+    else:
+        description = (f"Animorphosis on {choice.title}, the fallback for CIFAR-10's dogs from cats: {what}; "
+                       f"{shape}. Why: {choice.reason}")
+    print(description, flush=True)
+    return AnimorphosisPair(choice.name, source_name, target_name, source_class, target_class, int(channels),
+                            int(height), description=description, **sets)

@@ -64,8 +64,13 @@ def data_root(tmp_path, monkeypatch):
 
 # --- CIFAR-10 ----------------------------------------------------------------------------------------------------
 
-def _write_cifar(root: Path, monkeypatch) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """Write cifar-10-batches-py/ as torchvision reads it; return {split: (uint8 (N, 3, 32, 32), int64 labels)}."""
+def _write_cifar(root: Path, monkeypatch, labels_cycle: list[int] | None = None
+                 ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Write cifar-10-batches-py/ as torchvision reads it; return {split: (uint8 (N, 3, 32, 32), int64 labels)}.
+
+    Labels are random (batch 1: two cats and a dog) unless ``labels_cycle`` is given: then every batch, the
+    test batch included, labels its images with that list, repeated.
+    """
     folder = root / torchvision.datasets.CIFAR10.base_folder
     folder.mkdir()
     rng = _rng(10)
@@ -75,6 +80,8 @@ def _write_cifar(root: Path, monkeypatch) -> dict[str, tuple[torch.Tensor, torch
         n = CIFAR_TEST if name == "test_batch" else CIFAR_TRAIN_PER_BATCH
         chw = rng.integers(0, 256, size=(n, 3, 32, 32), dtype=np.uint8)
         labels = [int(v) for v in rng.integers(0, 10, size=n)] if k else [3, 5, 3]  # batch 1: two cats, a dog
+        if labels_cycle is not None:
+            labels = [labels_cycle[i % len(labels_cycle)] for i in range(n)]
         # A row of 'data' is 3072 bytes: the 1024 red values (row-major), then green, then blue.
         batch = {"batch_label": f"stand-in {name}", "labels": labels, "data": chw.reshape(n, 3072),
                  "filenames": [f"img_{k}_{i}.png" for i in range(n)]}
