@@ -86,7 +86,7 @@ from coldlib.env import fast_mode, lesson_device, seed_everything
 from coldlib.evaluation import FeatureStats, InceptionUnavailable, feature_extractor, mnist_fd
 from coldlib.experiments import preset
 from coldlib.generation import animorphosis_pair, fit_channel_mean_prior, generate
-from coldlib.plotting import degradation_grid, labelled_rows, show_images
+from coldlib.plotting import degradation_grid, labelled_rows, sample_grids
 from coldlib.training import TrainConfig, Trainer, train_or_load
 from coldlib.unet import UNet, unet_preset
 from coldlib.widgets import frame_slider, t_slider
@@ -114,15 +114,6 @@ def spread(x: torch.Tensor) -> float:
     """Mean L2 distance between pairs of samples (0 if they are all the same image), as in lesson 06."""
     flat_x = x.flatten(1)
     return float(torch.cdist(flat_x, flat_x).sum() / (len(x) * (len(x) - 1)))
-
-
-def show_sample_grids(samples: dict[str, torch.Tensor]) -> None:
-    """The first 64 samples of each generator as an 8 × 8 grid, one panel per generator, side by side."""
-    fig, axes = plt.subplots(1, len(samples), figsize=(3.4 * len(samples), 3.8), squeeze=False)
-    for ax, (name, x) in zip(axes[0], samples.items()):
-        show_images(x[:64], nrow=8, title=name, ax=ax)
-    fig.tight_layout()
-    plt.show()
 
 
 generated, fd = {}, {}  # samples and FD_MNIST-CNN of every generator, by name
@@ -209,7 +200,7 @@ display(Markdown("**The paper** (Section 5; Inception FID at 128 px, 700,000 tra
 # The first 64 samples of each hot sampler (all of them in FAST mode, which draws 32):
 
 # %%
-show_sample_grids({name: generated[name] for name in hot_rows})
+sample_grids({name: generated[name] for name in hot_rows})
 
 # %% [markdown]
 # **How to compare with the paper.** The paper's finding is that hot diffusion generates better (FID about
@@ -319,7 +310,7 @@ print(f"{name}: FD_MNIST-CNN {fd[name]:.2f}, spread {spread(generated[name]):.2f
       f"floor {real_floor:.2f})")
 print("hot and cold in this run, lowest FD_MNIST-CNN first: "
       + " < ".join(f"{r} ({fd[r]:.0f})" for r in sorted(fd, key=fd.get)))
-show_sample_grids({name: generated[name]})
+sample_grids({name: generated[name]})
 
 # %% [markdown]
 # The rows of eight show the same two effects as blur in lesson 06: the colour start is one number on
@@ -446,7 +437,7 @@ if mix_distances is not None:
                                 "|---|---|---|"]
                                + [f"| {row} | {a:.2f} | {b:.2f} |" for row, (a, b) in mix_distances.items()])))
 print(mix_note)
-show_sample_grids({f"{pair.title}, fixed z": mixed_fixed, f"{pair.title}, re-estimated z": mixed_est})
+sample_grids({f"{pair.title}, fixed z": mixed_fixed, f"{pair.title}, re-estimated z": mixed_est})
 
 # %% [markdown]
 # A good animorphosis model moves its samples from the sources' side of the table (the zeros, or the cats)
@@ -509,7 +500,7 @@ if ablation:
     axes[1].set(xscale="log", yscale="log", xlabel="T (steps)", ylabel="seconds", title="sampling time")
     plt.tight_layout()
     plt.show()
-    show_sample_grids({f"T = {T} ({ablation_steps} training steps)": ablation[T]["samples"] for T in Ts})
+    display(sample_grids({f"T = {T} ({ablation_steps} training steps)": ablation[T]["samples"] for T in Ts}))
 else:
     print("nothing to plot: section 4 was skipped (see the cell above)")
 
