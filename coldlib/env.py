@@ -57,6 +57,16 @@ def fast_mode() -> bool:
     return _env_flag("COLDLIB_FAST")
 
 
+def progress_bars(requested: bool) -> bool:
+    """Whether to show a progress bar the caller asked for: ``requested``, unless ``TQDM_DISABLE`` is set.
+
+    ``TQDM_DISABLE`` is tqdm's own switch (``1/true/yes``). tqdm reads it only for arguments that are not passed,
+    and coldlib passes ``disable=`` explicitly, so coldlib honours it here. ``make render`` sets it: a bar
+    saved in a notebook is a frozen widget that shows a stale count.
+    """
+    return bool(requested) and os.environ.get("TQDM_DISABLE", "").strip().lower() not in _TRUE
+
+
 def offline() -> bool:
     """Return True when ``COLDLIB_OFFLINE`` forbids downloads; data code then never touches the network.
 

@@ -21,6 +21,7 @@ from .data import CIFAR10_CLASSES, DataChoice, ImageSet
 from .degradations import GaussianNoise, ImageMixing, check_images, map_z
 from .degradations.base import add_start_noise, check_noise_std
 from .diffusion import METHODS, ColdDiffusion, eval_mode, weights_of
+from .env import progress_bars
 from .validate import check_int
 
 __all__ = ["ChannelMeanPrior", "fit_channel_mean_prior", "channel_means", "generate", "AnimorphosisPair",
@@ -148,7 +149,7 @@ def generate(diffusion: ColdDiffusion, n: int, *, method: str = "improved", batc
         z = map_z(z, lambda t: t.to(weight.device))
     samples = []
     with eval_mode(diffusion):
-        for start in tqdm(range(0, n, batch_size), desc="generating", unit="batch", disable=not progress):
+        for start in tqdm(range(0, n, batch_size), desc="generating", unit="batch", disable=not progress_bars(progress)):
             chunk = slice(start, start + batch_size)
             samples.append(diffusion.sample(x_T[chunk], method=method, z=map_z(z, lambda t: t[chunk]),
                                             reestimate_z=reestimate_z).cpu())

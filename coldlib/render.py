@@ -8,12 +8,13 @@ every figure and table before anyone runs a cell.
    progress bars off (``TQDM_DISABLE=1``: a bar is a live widget, in a saved page it is only noise);
 2. writes the measured wall time into the header's ``**Run time:**`` line, in the ``.py`` and the notebook;
 3. replaces machine paths in the outputs by placeholders (:data:`PLACEHOLDERS`): the repository, the data and
-   checkpoint folders, the Python environment, the temporary folder and the home folder;
+   checkpoint folders, the Python environment, the temporary folder and the home folder; and removes any
+   progress bar that ignored ``TQDM_DISABLE`` (a saved bar is a frozen widget showing a stale count);
 4. records in the notebook's metadata (:data:`RENDER_KEY`) the SHA-256 of the ``.py`` it was rendered from,
    the wall time, the machine and the versions, and writes the ``.ipynb``.
 
 :func:`render_problems` is what CI checks, cheaply and without executing anything: the render is of the current
-``.py``, complete (every code cell ran), free of errors, machine paths, tokens and widget state, within
+``.py``, complete (every code cell ran), free of errors, machine paths, tokens, progress bars and widget state, within
 :data:`OUTPUT_BUDGET_BYTES`, and its header states the measured time, within :data:`TIME_BUDGET_SECONDS`.
 """
 
@@ -59,6 +60,9 @@ PLACEHOLDERS = {"repo": "<repo>", "data": "$COLDLIB_DATA_DIR", "checkpoints": "$
 _MACHINE_PATH = re.compile(r"(?<![\w.<$~])(/work/|/home/|/Users/|/root/|/tmp/|/var/folders/|/private/|"
                            r"[A-Za-z]:\\\\?Users\\\\?)")
 _TOKEN = re.compile(r"(token=[0-9a-f]{16,}|ghp_[A-Za-z0-9]{20,}|hf_[A-Za-z0-9]{20,})")
+# A tqdm bar saved as a widget: its text shows a frozen count ("evaluating:   0%|          | 0/1 [...]").
+_PROGRESS_BAR = re.compile(r"\d+%\|.*\|\s*\d+/\d+\s*\[")
+_WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 _TEXT_TYPES = ("text/plain", "text/markdown", "text/html", "text/latex", "application/javascript")
 
 
@@ -119,6 +123,12 @@ def output_bytes(nb: dict) -> int:
     return total
 
 
+def _is_progress_bar(out: dict) -> bool:
+    data = out.get("data", {})
+    text = data.get("text/plain", "")
+    return _WIDGET_VIEW in data and bool(_PROGRESS_BAR.search("".join(text) if isinstance(text, list) else text))
+
+
 def _output_texts(nb: dict):
     """(cell index, text) of every textual output."""
     for i, cell in enumerate(nb.get("cells", [])):
@@ -152,6 +162,8 @@ def render_problems(ipynb_text: str, py_text: str) -> list[str]:
         for out in cell.get("outputs", []):
             if out.get("output_type") == "error":
                 problems.append(f"cell {i} holds an error output: {out.get('ename')}: {out.get('evalue')}")
+            if _is_progress_bar(out):
+                problems.append(f"cell {i} holds a saved progress bar (a frozen widget; the render turns bars off)")
     for i, text in _output_texts(nb):
         if m := _MACHINE_PATH.search(text):
             problems.append(f"cell {i} output names a machine path: ...{text[max(0, m.start() - 30):m.end() + 40]!r}")
@@ -186,6 +198,17 @@ def _placeholders(repo: Path) -> list[tuple[str, str]]:
     found.pop("/", None)
     pairs = [(p.rstrip("/"), v) for p, v in found.items() if p.strip("/")]
     return sorted(pairs, key=lambda pv: len(pv[0]), reverse=True)
+
+
+def _drop_progress_bars(nb: Any) -> int:
+    """Remove saved tqdm bars (frozen widgets; the render sets TQDM_DISABLE, this catches bars that ignore it)."""
+    dropped = 0
+    for cell in nb.cells:
+        if cell.get("outputs"):
+            kept = [out for out in cell.outputs if not _is_progress_bar(out)]
+            dropped += len(cell.outputs) - len(kept)
+            cell.outputs = kept
+    return dropped
 
 
 def _redact(nb: Any, pairs: list[tuple[str, str]]) -> None:
@@ -258,6 +281,7 @@ def render_lesson(py_path: Path, *, repo: Path, timeout: int | None = None) -> R
         if took is not None:
             slowest.append((took, i, cell.source.splitlines()[0][:60] if cell.source else ""))
         cell["id"] = hashlib.sha1(f"{i}:{cell.cell_type}:{cell.source}".encode()).hexdigest()[:8]  # stable ids
+    _drop_progress_bars(nb)
     _redact(nb, _placeholders(repo))
 
     machine = machine_description()

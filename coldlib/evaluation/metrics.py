@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 
 from ..degradations import check_images
 from ..diffusion import METHODS, SAMPLER_NAMES, ColdDiffusion, device_of, eval_mode
+from ..env import progress_bars
 from ..plotting import to_unit
 from ..validate import check_int
 from .frechet import FD_MNIST_CNN, FID_INCEPTION, FeatureStats, check_no_mixing, fd_column_name, feature_extractor
@@ -167,7 +168,7 @@ def evaluate_restoration(diffusion: ColdDiffusion, x0: torch.Tensor, *, batch_si
     features = {row: FeatureStats() for row in rows}
     reference = FeatureStats()
     with eval_mode(diffusion):
-        for start in tqdm(range(0, x0.shape[0], batch_size), desc="evaluating", unit="batch", disable=not progress):
+        for start in tqdm(range(0, x0.shape[0], batch_size), desc="evaluating", unit="batch", disable=not progress_bars(progress)):
             batch = x0[start : start + batch_size].to(device)
             z = D.draw_z(batch, generator)
             xt = D(batch, T, z)

@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from ..checkpoints import _split_path, save_model
 from ..degradations import check_images, map_z
 from ..diffusion import ColdDiffusion
-from ..env import cpu_has_native_bf16
+from ..env import cpu_has_native_bf16, progress_bars
 from .state import load_training_state, optimizer_from_tensors, optimizer_to_tensors, save_training_state
 from ..validate import check_int
 
@@ -266,7 +266,7 @@ class Trainer:
         Under DDP every rank must call it; it returns on all ranks once the final checkpoint is on disk.
         """
         target = self.config.steps if steps is None else steps
-        bar = tqdm(total=target, initial=self.step, disable=not progress or not self.is_main, desc="training")
+        bar = tqdm(total=target, initial=self.step, disable=not progress_bars(progress) or not self.is_main, desc="training")
         last = time.perf_counter()
         while self.step < target:
             loss = self.train_step()
