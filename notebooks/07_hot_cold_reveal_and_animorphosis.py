@@ -50,7 +50,7 @@
 #
 # **Estimated time:** 30–45 minutes of reading and exercises.
 #
-# **Run time:** 10 min 04 s for the whole lesson in full mode on a 2-core CPU (AMD EPYC), no GPU, measured by `make render` on 2026-11-29.
+# **Run time:** 5 min 54 s for the whole lesson in full mode on a 2-core CPU (AMD EPYC), no GPU, measured by `make render` on 2026-11-29.
 
 # %%
 # Setup. In Colab: fetch the course and install coldlib. pip keeps every package Colab already ships
