@@ -1,9 +1,10 @@
 """Notebook hygiene, in two parts: what is committed, and what a learner's session may change.
 
 COMMITTED notebooks (read from git's index, i.e. what is committed or staged to be: the working tree plays no
-part) are well named, paired with a py:percent .py whose cells agree, and carry no outputs (see
-COMMITTED_NOTEBOOKS_STRIPPED). A .py survives a save unchanged: the repository's jupytext.toml drops the
-jupytext version from its header.
+part) are well named, paired with a py:percent .py whose cells agree, and are fresh renders of that .py: executed
+in full mode by `make render`, from the current source (a SHA-256 in their metadata), complete, without errors,
+machine paths or widget state, within the output and time budgets (``coldlib.render.render_problems``). A .py
+survives a save unchanged: the repository's jupytext.toml drops the jupytext version from its header.
 
 The WORKING TREE is where learners run the lessons: JupyterLab saves outputs, execution counts and widget
 state into the tracked .ipynb files, and that must not break `make test`. There the checks are only that no
@@ -12,7 +13,8 @@ in step on every save).
 
 Outside a git checkout (a tarball, a copy without .git) the committed checks read the working tree instead,
 and say so: test_committed_notebooks_are_read_from_git is skipped with the reason, and a notebook holding
-outputs is an expected failure (xfail, with the same reason), since a learner may have saved them.
+outputs that are not a clean render is an expected failure (xfail, with the same reason), since a learner may
+have saved them.
 
 Pairs are compared with jupytext's Python API (cell types, sources and tags), not with `jupytext --sync`,
 which decides by file timestamps and is meaningless in a fresh clone.
@@ -30,15 +32,14 @@ from pathlib import Path
 import jupytext
 import pytest
 
+from coldlib.render import render_problems
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / "notebooks"
 JUPYTEXT_CONFIG = ROOT / "jupytext.toml"
 NAME = re.compile(r"^\d{2}_[a-z0-9]+(?:_[a-z0-9]+)*$")  # NN_snake_case_title
 
-# THE rule on outputs, in one place: committed .ipynb files hold no outputs, execution counts or widget state
-# (`make strip` removes them). Set to False once the notebooks are committed executed;
-# test_committed_notebook_is_stripped then skips, and nothing else depends on it.
-COMMITTED_NOTEBOOKS_STRIPPED = True
+# THE rule on outputs lives in coldlib.render: committed .ipynb files are renders (`make render`) of their .py.
 
 
 # --- where the notebooks are read from ------------------------------------------------------------------------
@@ -146,7 +147,7 @@ def _stem(name: str) -> str:
     return name.rsplit(".", 1)[0]
 
 
-HOW_TO_FIX = "run `make sync` (pair) and `make strip` (outputs), then `git add` both files"
+HOW_TO_FIX = "run `make sync` (pair) and `make render` (outputs), then `git add` both files"
 HOW_TO_RESTORE = ("save the notebook in JupyterLab (jupytext rewrites the .py) or run `make sync`; "
                   "`git checkout -- notebooks/{stem}.ipynb notebooks/{stem}.py` restores the lesson as committed")
 
@@ -188,14 +189,14 @@ def test_pair_agrees(ipynb):
 
 
 @pytest.mark.parametrize("ipynb", COMMITTED.notebooks, ids=_stem)
-def test_committed_notebook_is_stripped(ipynb):
-    if not COMMITTED_NOTEBOOKS_STRIPPED:
-        pytest.skip("committed notebooks may carry outputs (COMMITTED_NOTEBOOKS_STRIPPED = False)")
-    problems = dirty_parts(COMMITTED.files[ipynb])
+def test_committed_notebook_is_a_fresh_render(ipynb):
+    if _py(ipynb) not in COMMITTED.files:
+        pytest.skip("no paired .py (reported by test_notebook_has_paired_script)")
+    problems = render_problems(COMMITTED.files[ipynb], COMMITTED.files[_py(ipynb)])
     if problems and not FROM_GIT:
-        pytest.xfail(f"{ipynb} holds outputs, but {FALLBACK_NOTE}")
-    assert not problems, (f"{ipynb} is committed with outputs ({COMMITTED.source}; {HOW_TO_FIX}):\n"
-                          + "\n".join(problems))
+        pytest.xfail(f"{ipynb} is not a clean render, but {FALLBACK_NOTE}")
+    assert not problems, (f"{ipynb} is not a fresh, clean render of {_py(ipynb)} ({COMMITTED.source}; run "
+                          f"`make render LESSONS={_stem(ipynb)[:2]}`, then `git add` both files):\n" + "\n".join(problems))
 
 
 # A save must leave the .py byte for byte as committed, whichever jupytext release does it: the header keeps no
