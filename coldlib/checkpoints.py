@@ -208,13 +208,15 @@ def _unwrap(model: nn.Module) -> nn.Module:
 
 def save_model(path_stem: str | Path, model: UNet, degradation: Degradation, *, data: str, steps: int,
                train: dict | None = None, metrics: dict | None = None, metrics_protocol: dict | None = None,
-               hardware: str | None = None) -> Path:
+               hardware: str | None = None, training_data: dict | None = None) -> Path:
     """Save ``model`` as ``<stem>.safetensors`` (float32 weights) plus ``<stem>.json`` (config); return the former.
 
     Pass the EMA model. ``data`` says what it was trained on (e.g.
     "MNIST train, 60,000 images, 32 px"), ``steps`` how many optimizer steps, ``train`` the settings (lr,
     batch, EMA decay, ...), ``metrics`` an evaluation (e.g. from :func:`coldlib.evaluation.evaluate_restoration`)
-    and ``metrics_protocol`` how it was measured (images, SSIM convention, seed of ``z``).
+    and ``metrics_protocol`` how it was measured (images, SSIM convention, seed of ``z``). ``training_data``
+    (:meth:`coldlib.data.Origin.to_dict` of the training images) lets :func:`coldlib.data.check_held_out` prove
+    that an evaluation never uses an image the model was trained on.
     """
     model = _unwrap(model)
     if not isinstance(model, UNet):
@@ -235,6 +237,7 @@ def save_model(path_stem: str | Path, model: UNet, degradation: Degradation, *, 
         "model": model.config.to_dict(),
         "degradation": degradation_config,
         "data": data,
+        **({"training_data": training_data} if training_data is not None else {}),
         "steps": steps,
         "train": dict(train or {}),
         "metrics": metrics,

@@ -11,6 +11,7 @@ code and are never attempted when ``COLDLIB_OFFLINE`` is set.
 from __future__ import annotations
 
 import gzip
+import warnings
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 PHOTOS_TRAIN = ("astronaut", "hubble_deep_field", "immunohistochemistry", "retina", "rocket", "stereo_motorcycle")
 PHOTOS_TEST = ("chelsea", "coffee")
 PHOTOS_MAX_SIZE = 300  # short side of the smallest photo (chelsea, 300x451)
-OFFLINE_TRAIN = 8000  # offline MNIST protocol: first 8,000 test images train, last 2,000 are held out
+OFFLINE_TRAIN = 8000  # test-only fallback (no training split): first 8,000 test images train, last 2,000 held out
 _ANNOUNCED: set[str] = set()
 # CIFAR-10's labels 0-9, as in the official batches.meta (so the cats are label 3, the dogs label 5).
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -40,20 +41,94 @@ _FALLBACK_TITLES = {"photos": "the offline photo crops", "mnist": "MNIST", "fash
                     "celeba": "CelebA"}
 
 
+@dataclass(frozen=True)
+class Origin:
+    """Which images of which file set: the machine-readable twin of an :class:`ImageSet`'s ``source``.
+
+    ``dataset`` names the files ("mnist", "fashion_mnist", "cifar10", "celeba", "photos", or "folder:<absolute
+    path>"); ``split`` is the *official* split the images were read from ("train" or "test"; the offline MNIST
+    protocol reads both of its parts from "test"); ``indices`` are the images' positions in that split, in
+    order. Two sets can share an image only if dataset and split agree and their indices intersect, which is
+    what :func:`check_held_out` tests before a model is evaluated.
+    """
+
+    dataset: str
+    split: str
+    indices: torch.Tensor
+
+    def __post_init__(self) -> None:
+        if self.indices.dtype != torch.int64 or self.indices.ndim != 1:
+            raise ValueError(f"Origin.indices must be a 1-d int64 tensor; got {self.indices.dtype} {tuple(self.indices.shape)}.")
+
+    def select(self, keep: torch.Tensor | slice) -> Origin:
+        """The origin of ``images[keep]`` (a boolean mask, index tensor or slice)."""
+        return Origin(self.dataset, self.split, self.indices[keep].clone())
+
+    def ranges(self) -> list[list[int]]:
+        """The indices as sorted half-open ranges ``[[start, stop], ...]`` (compact for contiguous splits)."""
+        idx = torch.unique(self.indices).tolist()  # sorted
+        out: list[list[int]] = []
+        for i in idx:
+            if out and out[-1][1] == i:
+                out[-1][1] = i + 1
+            else:
+                out.append([i, i + 1])
+        return out
+
+    def to_dict(self) -> dict:
+        """A JSON-ready record (checkpoint sidecars keep it as ``training_data``)."""
+        return {"dataset": self.dataset, "split": self.split, "count": int(self.indices.numel()),
+                "ranges": self.ranges()}
+
+    @staticmethod
+    def from_dict(record: dict) -> Origin:
+        """The inverse of :meth:`to_dict`; a record that is not one raises ``ValueError`` saying what is wrong."""
+        try:
+            ranges = record["ranges"]
+            parts = [torch.arange(int(a), int(b)) for a, b in ranges]
+            origin = Origin(str(record["dataset"]), str(record["split"]),
+                            torch.cat(parts) if parts else torch.zeros(0, dtype=torch.int64))
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"not a training-data record (want {{'dataset', 'split', 'count', 'ranges': "
+                             f"[[start, stop], ...]}}): {str(record)[:200]} ({type(e).__name__}: {e})") from e
+        if "count" in record and int(record["count"]) != origin.indices.numel():
+            raise ValueError(f"training-data record says count {record['count']} but its ranges hold "
+                             f"{origin.indices.numel()} images: the record is damaged; restore the sidecar.")
+        return origin
+
+    def overlap(self, other: Origin) -> int:
+        """How many of ``other``'s images are also in this set (0 when dataset or split differ)."""
+        if self.dataset != other.dataset or self.split != other.split:
+            return 0
+        return int(torch.isin(other.indices, self.indices).sum())
+
+    def describe(self) -> str:
+        r = self.ranges()
+        where = (f"images {r[0][0]:,}–{r[0][1] - 1:,}" if len(r) == 1 else
+                 f"{len(r):,} runs of indices between {r[0][0]:,} and {r[-1][1] - 1:,}" if r else "no images")
+        return f"{self.dataset}, official {self.split} split, {self.indices.numel():,} images ({where})"
+
+
 @dataclass(repr=False)
 class ImageSet:
     """Images as a compact uint8 tensor (N, C, H, W), optional labels, and a one-line ``source`` announcement.
+
+    ``origin`` (an :class:`Origin`, or None for images made in memory) records which file images these are,
+    so that :func:`check_held_out` can prove a model never trained on them.
     """
 
     images: torch.Tensor
     labels: torch.Tensor | None
     source: str
+    origin: Origin | None = None
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.ndim != 4:
             raise ValueError(f"ImageSet.images must be uint8 (N, C, H, W); got {self.images.dtype} {tuple(self.images.shape)}.")
         if self.labels is not None and len(self.labels) != len(self.images):
             raise ValueError(f"ImageSet has {len(self.images)} images but {len(self.labels)} labels.")
+        if self.origin is not None and len(self.origin.indices) != len(self.images):
+            raise ValueError(f"ImageSet has {len(self.images)} images but its origin lists {len(self.origin.indices)}.")
 
     def __len__(self) -> int:
         return len(self.images)
@@ -63,6 +138,18 @@ class ImageSet:
         """
         x = self.images if idx is None else self.images[idx]
         return x.float() / 127.5 - 1.0
+
+    def every(self, k: int) -> ImageSet:
+        """Every ``k``-th image (0, k, 2k, ...): a fixed subset spread over the whole set, not just its start.
+
+        MNIST's test split is ordered (its first half is known to be cleaner), so a subset taken from the
+        start is biased; this one is not. ``source`` and ``origin`` say which images were kept.
+        """
+        check_int(k, "k")
+        idx = torch.arange(0, len(self), k)
+        return ImageSet(self.images[idx].clone(), None if self.labels is None else self.labels[idx].clone(),
+                        self.source + f"; every {k}th image kept ({len(idx):,})",
+                        None if self.origin is None else self.origin.select(idx))
 
     def __repr__(self) -> str:
         n, c, h, w = self.images.shape
@@ -150,12 +237,12 @@ def _mnist_like(name: str, split: str, size: int, limit: int | None, allow: bool
         labels = _read_idx(raw / f"{prefix}-labels-idx1-ubyte", "label")
         source = (f"{title} ({raw}, official .gz files): official {'training' if split == 'train' else 'test'} split, "
                   f"{len(images):,} images")
-        return _finish(images, labels, source, size, limit)
+        return _finish(images, labels, source, size, limit, _whole(name, split, len(images)))
     ds, reason = _torchvision(lambda dl: cls(str(root), train=split == "train", download=dl), needed, allow, reason_no)
     if ds is not None:
         images, labels = ds.data[:, None], ds.targets
         source = f"{title} (torchvision, {raw}): official {'training' if split == 'train' else 'test'} split, {len(images):,} images"
-        return _finish(images, labels, source, size, limit)
+        return _finish(images, labels, source, size, limit, _whole(name, split, len(images)))
     test_files = [raw / "t10k-images-idx3-ubyte", raw / "t10k-labels-idx1-ubyte"]
     if not all(p.is_file() or p.with_suffix(".gz").is_file() for p in test_files):
         raise FileNotFoundError(_missing_help(title, needed, reason))
@@ -164,11 +251,11 @@ def _mnist_like(name: str, split: str, size: int, limit: int | None, allow: bool
         raise RuntimeError(f"{raw} holds {len(images)} test images / {len(labels)} labels, expected 10,000 each; re-download it.")
     sel = slice(0, OFFLINE_TRAIN) if split == "train" else slice(OFFLINE_TRAIN, None)
     source = (
-        f"{title} offline protocol: images 0–{OFFLINE_TRAIN - 1} of the official 10,000-image test split for training; "
-        f"images {OFFLINE_TRAIN}–9999 held out (the training split could not be downloaded: {reason}). "
-        f"This is the '{split}' part, {len(images[sel]):,} images"
+        f"{title} TEST-ONLY FALLBACK (not the paper's protocol): the official training split is missing, so images "
+        f"0–{OFFLINE_TRAIN - 1} of the official 10,000-image test split are used for training and images "
+        f"{OFFLINE_TRAIN}–9999 are held out ({reason}). This is the '{split}' part, {len(images[sel]):,} images"
     )
-    return _finish(images[sel], labels[sel], source, size, limit)
+    return _finish(images[sel], labels[sel], source, size, limit, _whole(name, "test", 10000).select(sel))
 
 
 def _read_idx(path: Path, kind: str) -> torch.Tensor:
@@ -196,7 +283,7 @@ def _cifar10(split: str, size: int, limit: int | None, allow: bool, reason_no: s
         raise FileNotFoundError(_missing_help("CIFAR-10", needed, reason))
     images = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()
     source = f"CIFAR-10 (torchvision, {root / cls.base_folder}): official {split} split, {len(images):,} images"
-    return _finish(images, torch.tensor(ds.targets), source, size, limit)
+    return _finish(images, torch.tensor(ds.targets), source, size, limit, _whole("cifar10", split, len(images)))
 
 
 def _celeba(split: str, size: int, limit: int | None, allow: bool, reason_no: str) -> ImageSet:
@@ -212,7 +299,8 @@ def _celeba(split: str, size: int, limit: int | None, allow: bool, reason_no: st
         )
     source = f"CelebA (torchvision, {folder}): official {split} split of {len(ds.filename):,} images, centre-cropped square, resized to {size}x{size}"
     names, source = _take(list(ds.filename), limit, source)
-    return ImageSet(torch.stack([_read_rgb(folder / f, size) for f in names]), None, source)
+    origin = _whole("celeba", split, len(ds.filename)).select(slice(0, len(names)))
+    return ImageSet(torch.stack([_read_rgb(folder / f, size) for f in names]), None, source, origin)
 
 
 def _folder(spec: str, split: str, size: int, limit: int | None) -> ImageSet:
@@ -225,12 +313,15 @@ def _folder(spec: str, split: str, size: int, limit: int | None) -> ImageSet:
         raise FileNotFoundError(f"No {'/'.join(IMAGE_EXTENSIONS)} files found under {folder} (searched recursively).")
     n_train = len(files) - len(files) // 10  # the test part is the last 10 %, rounded down
     chosen = files[:n_train] if split == "train" else files[n_train:]
+    first = 0 if split == "train" else n_train
     if not chosen:
         raise RuntimeError(f"{folder} has {len(files)} images, so its 10 % test split is empty; add more images.")
     source = (f"Image folder {folder}: {len(files)} files sorted by path, first {n_train} = train, last {len(files) - n_train} = test "
               f"(90/10); this is '{split}' ({len(chosen)} images), centre-cropped square and resized to {size}x{size}")
     chosen, source = _take(chosen, limit, source)
-    return ImageSet(torch.stack([_read_rgb(p, size) for p in chosen]), None, source)
+    # Both parts index the one sorted file list, so train and test of a folder are provably disjoint.
+    origin = Origin(f"folder:{folder.resolve()}", "files", torch.arange(first, first + len(chosen)))
+    return ImageSet(torch.stack([_read_rgb(p, size) for p in chosen]), None, source, origin)
 
 
 def _photo(name: str) -> torch.Tensor:
@@ -268,7 +359,12 @@ def _photos(split: str, size: int, limit: int | None) -> ImageSet:
         f"held-out test = {', '.join(PHOTOS_TEST)}. This is '{split}': {len(images):,} crops of {size}x{size} "
         f"(grid, stride {stride}, photos rescaled to short side 4x and 8x the crop size; {dropped} featureless crops dropped)"
     )
-    return _finish(images, labels_t, source, size, limit)
+    # The two parts come from different photos; each part's crops are indexed within its own photo set.
+    return _finish(images, labels_t, source, size, limit, _whole("photos", split, len(images)))
+
+
+def _whole(dataset: str, split: str, n: int) -> Origin:
+    return Origin(dataset, split, torch.arange(n))
 
 
 def _take(items, limit: int | None, source: str):
@@ -280,15 +376,18 @@ def _take(items, limit: int | None, source: str):
     return items[:limit], source + f"; first {limit} taken (fixed order)"
 
 
-def _finish(images: torch.Tensor, labels: torch.Tensor | None, source: str, size: int, limit: int | None) -> ImageSet:
+def _finish(images: torch.Tensor, labels: torch.Tensor | None, source: str, size: int, limit: int | None,
+            origin: Origin) -> ImageSet:
     images, source = _take(images, limit, source)
+    origin = origin.select(slice(0, len(images)))
     labels = labels[: len(images)] if labels is not None else None
     if tuple(images.shape[-2:]) != (size, size):
         source += f"; resized {images.shape[-2]}x{images.shape[-1]} -> {size}x{size} (bilinear, antialias)"
         images = _resize(images, (size, size))
     if images.untyped_storage().nbytes() != images.nbytes:  # a slice of a bigger tensor: keep only what is used
         images = images.clone()
-    return ImageSet(images.contiguous(), labels.to(torch.int64, copy=True) if labels is not None else None, source)
+    return ImageSet(images.contiguous(), labels.to(torch.int64, copy=True) if labels is not None else None, source,
+                    origin)
 
 
 def _keep_classes(result: ImageSet, classes: list[int], limit: int | None) -> ImageSet:
@@ -301,7 +400,8 @@ def _keep_classes(result: ImageSet, classes: list[int], limit: int | None) -> Im
     images, labels = result.images[keep], result.labels[keep]
     source = result.source + f"; only classes {classes} ({int(keep.sum()):,} images)"
     (images, labels), source = _take_pair(images, labels, limit, source)
-    return ImageSet(images.contiguous(), labels, source)
+    origin = None if result.origin is None else result.origin.select(keep).select(slice(0, len(images)))
+    return ImageSet(images.contiguous(), labels, source, origin)
 
 
 def _take_pair(images: torch.Tensor, labels: torch.Tensor, limit: int | None, source: str):
@@ -323,9 +423,11 @@ def load_images(
     ``split``: "train" or "test" (held out). ``image_size``: side length (defaults: MNIST/Fashion-MNIST 32,
     as in the paper (28 -> 32), CIFAR-10 32, CelebA 64, photos 32; required for folders). ``limit``: keep the
     first N images of a fixed order. ``download``: None = download when allowed, False = never,
-    True = required (conflicts with COLDLIB_OFFLINE=1). Without MNIST's training files and without a
-    download, MNIST uses the offline protocol: the official test split's first 8,000 images train,
-    the last 2,000 are held out. For "photos", ``labels`` index ``PHOTOS_TRAIN + PHOTOS_TEST`` (which
+    True = required (conflicts with COLDLIB_OFFLINE=1). With MNIST's official training split on disk (or
+    downloadable), "train" is its 60,000 images and "test" the 10,000 test images: the paper's protocol. Only
+    when the training split is missing and cannot be downloaded does MNIST fall back, loudly labelled, to the
+    test-only fallback: the official test split's first 8,000 images train, the last 2,000 are held out.
+    The result's ``origin`` records which images these are (see :func:`check_held_out`). For "photos", ``labels`` index ``PHOTOS_TRAIN + PHOTOS_TEST`` (which
     photo a crop comes from); folders and CelebA have no labels. ``classes``: keep only images with these
     labels (e.g. ``classes=[8]``: MNIST eights), before ``limit``.
     """
@@ -456,3 +558,51 @@ def choose_cifar10(fallback: str = "photos", download: bool | None = None) -> Da
 def _chosen(choice: DataChoice) -> DataChoice:
     print(choice, flush=True)  # every call announces its choice (not once per process): a fallback is never silent
     return choice
+
+
+def check_held_out(trained_on: object, images: ImageSet, *, name: str = "the model", verbose: bool = True) -> str:
+    """Refuse to evaluate a model on images it was trained on; return (and print) one line that says so.
+
+    ``trained_on`` says what the model saw: a checkpoint (a :class:`coldlib.checkpoints.LoadedModel`, or its
+    ``config`` dict, whose ``training_data`` record :func:`coldlib.training.train` writes), an :class:`Origin`,
+    or the training :class:`ImageSet` itself. ``images`` are the images about to be scored. If any of them is
+    among the training images, ``ValueError`` says how many and what to use instead. If either side does not
+    record where its images come from (an older checkpoint, images built in memory), nothing can be proven:
+    the line returned starts with ``WARNING`` and a :class:`UserWarning` is raised too, so it cannot be missed.
+    """
+    if not isinstance(images, ImageSet):
+        raise ValueError(f"images must be the ImageSet returned by load_images (it records which images they are); "
+                         f"got {type(images).__name__}.")
+    config = getattr(trained_on, "config", trained_on)  # a LoadedModel carries its sidecar as .config
+    if isinstance(trained_on, ImageSet):
+        seen = trained_on.origin
+    elif isinstance(trained_on, Origin):
+        seen = trained_on
+    elif isinstance(config, dict):
+        record = config.get("training_data")
+        seen = None if record is None else Origin.from_dict(record)
+    else:
+        raise ValueError(f"trained_on must be a LoadedModel, a checkpoint config dict, an Origin or an ImageSet; "
+                         f"got {type(trained_on).__name__}.")
+    if seen is None or images.origin is None:
+        missing = (f"{name} does not record which images it was trained on" if seen is None
+                   else "these images do not record which files they come from")
+        line = (f"WARNING: cannot prove that {name} never saw these {len(images):,} images: {missing}. Numbers "
+                "measured on them may be inflated by memorisation; retrain with coldlib >= 0.2 (its checkpoints "
+                "record their training images) or evaluate on images loaded with load_images.")
+        warnings.warn(line, UserWarning, stacklevel=2)
+    else:
+        shared = seen.overlap(images.origin)
+        if shared:
+            raise ValueError(
+                f"{shared:,} of these {len(images):,} images were used to train {name} ({seen.describe()}); "
+                "scores on them measure memory, not restoration. Evaluate on images it never saw: with MNIST's "
+                "official training split in the data folder, models train on it and load_images(..., 'test') "
+                "gives the 10,000 test images; a model trained under the test-only fallback (test images "
+                f"0–{OFFLINE_TRAIN - 1}) must be evaluated under that fallback too (its held-out part, test "
+                f"images {OFFLINE_TRAIN}–9999), or retrained on the training split.")
+        line = (f"held out: none of these {len(images):,} images ({images.origin.describe()}) is among the "
+                f"{seen.indices.numel():,} that {name} was trained on ({seen.dataset}, official {seen.split} split)")
+    if verbose:
+        print(line, flush=True)
+    return line

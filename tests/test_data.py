@@ -52,8 +52,30 @@ def no_network(monkeypatch):
     return calls
 
 
+_HAVE_TRAIN = _RAW is not None and all((_RAW / f).is_file() for f in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"))
+needs_train_split = pytest.mark.skipif(not (_HAVE_MNIST and _HAVE_TRAIN),
+                                       reason="needs both official MNIST splits in $COLDLIB_DATA_DIR/MNIST/raw")
+
+
 @pytest.fixture
-def offline_mnist(monkeypatch, no_network):
+def offline_mnist(monkeypatch, no_network, tmp_path):
+    """A data folder that holds MNIST's official *test* split only (a user's partial copy): the fallback layout.
+
+    Its files are links to the shared ones, so nothing is copied and the shared folder is never written.
+    """
+    raw = tmp_path / "test_only" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for f in _RAW.iterdir():
+        if f.name.startswith("t10k-"):
+            (raw / f.name).symlink_to(f)
+    monkeypatch.setenv("COLDLIB_DATA_DIR", str(tmp_path / "test_only"))
+    monkeypatch.setenv("COLDLIB_OFFLINE", "1")
+    return no_network
+
+
+@pytest.fixture
+def full_mnist(monkeypatch, no_network):
+    """The shared folder with both official splits: torchvision's path, the paper's protocol."""
     monkeypatch.setenv("COLDLIB_DATA_DIR", _SHARED)
     monkeypatch.setenv("COLDLIB_OFFLINE", "1")
     return no_network
@@ -98,7 +120,8 @@ def test_mnist_resize_is_antialiased_bilinear(offline_mnist):
 @needs_mnist
 def test_mnist_source_announces_protocol(offline_mnist):
     source = load_images("mnist", split="test", limit=10).source
-    for phrase in ("offline protocol", "0–7999", "8000–9999", "held out", "COLDLIB_OFFLINE", "first 10"):
+    for phrase in ("TEST-ONLY FALLBACK", "not the paper's protocol", "0–7999", "8000–9999", "held out",
+                   "COLDLIB_OFFLINE", "first 10"):
         assert phrase in source, phrase
 
 
@@ -131,7 +154,7 @@ def test_mnist_falls_back_when_download_fails(monkeypatch, tmp_path):
     monkeypatch.delenv("COLDLIB_OFFLINE", raising=False)
     result = load_images("mnist", limit=8)
     assert [c.get("download") for c in calls] == [True]
-    assert "offline protocol" in result.source and "simulated: no network" in result.source
+    assert "TEST-ONLY FALLBACK" in result.source and "simulated: no network" in result.source
     with pytest.raises(ValueError, match="COLDLIB_OFFLINE"):
         monkeypatch.setenv("COLDLIB_OFFLINE", "1")
         load_images("mnist", download=True)
@@ -314,3 +337,74 @@ def test_mnist_classes_filter(offline_mnist):
 def test_mnist_bad_classes(offline_mnist, classes, match):
     with pytest.raises(ValueError, match=match):
         load_images("mnist", classes=classes)
+
+
+@needs_train_split
+def test_both_splits_give_the_papers_protocol(full_mnist):
+    """With the training split present: 60,000 training images, all 10,000 test images held out, disjoint."""
+    train, test = load_images("mnist", limit=3000), load_images("mnist", split="test")
+    assert len(test) == 10000 and "official training split" in train.source and "official test split" in test.source
+    assert "FALLBACK" not in train.source + test.source
+    assert train.origin.split == "train" and test.origin.split == "test"
+    assert torch.equal(test.origin.indices, torch.arange(10000))
+    assert train.origin.overlap(test.origin) == 0
+    line = data.check_held_out(train, test, name="a model", verbose=False)
+    assert line.startswith("held out: none of these 10,000 images")
+    official = torchvision.datasets.mnist.read_image_file(str(_RAW / "train-images-idx3-ubyte"))
+    assert torch.equal(load_images("mnist", image_size=28, limit=100).images[:, 0], official[:100])
+
+
+@needs_mnist
+def test_fallback_origin_and_overlap_refused(offline_mnist):
+    """Under the test-only fallback the two parts are disjoint parts of the one test split, and a model trained
+    there is refused on a full test split (its first 8,000 images overlap)."""
+    train, test = load_images("mnist"), load_images("mnist", split="test")
+    assert train.origin.split == test.origin.split == "test"
+    assert train.origin.ranges() == [[0, 8000]] and test.origin.ranges() == [[8000, 10000]]
+    assert data.check_held_out({"training_data": train.origin.to_dict()}, test,
+                               verbose=False).startswith("held out")
+    full_test = ImageSet(torch.zeros(10000, 1, 2, 2, dtype=torch.uint8), None, "all test images",
+                         data.Origin("mnist", "test", torch.arange(10000)))
+    with pytest.raises(ValueError, match=r"8,000 of these 10,000 images were used to train m"):
+        data.check_held_out({"training_data": train.origin.to_dict()}, full_test, name="m")
+
+
+@needs_mnist
+def test_origin_follows_classes_and_limit(offline_mnist):
+    everything = load_images("mnist", split="test")
+    eights = load_images("mnist", split="test", classes=[8], limit=7)
+    expected = everything.origin.indices[everything.labels == 8][:7]
+    assert torch.equal(eights.origin.indices, expected)
+    record = eights.origin.to_dict()
+    assert record["count"] == 7 and data.Origin.from_dict(record).overlap(eights.origin) == 7
+
+
+def test_check_held_out_warns_without_records():
+    images = ImageSet(torch.zeros(4, 1, 2, 2, dtype=torch.uint8), None, "made in memory")
+    with pytest.warns(UserWarning, match="cannot prove"):
+        line = data.check_held_out({"data": "an old checkpoint"}, images, verbose=False)
+    assert line.startswith("WARNING")
+    with pytest.raises(ValueError, match="ImageSet returned by load_images"):
+        data.check_held_out({}, torch.zeros(4, 1, 2, 2))
+    with pytest.raises(ValueError, match="not a training-data record"):
+        data.Origin.from_dict({"dataset": "mnist", "split": "test", "ranges": [[0]]})
+    with pytest.raises(ValueError, match="count 5 but its ranges hold 3"):
+        data.Origin.from_dict({"dataset": "mnist", "split": "test", "count": 5, "ranges": [[0, 3]]})
+
+
+def test_folder_parts_are_disjoint(tmp_path):
+    for i in range(10):
+        Image.new("RGB", (8, 8), (i * 20, 0, 0)).save(tmp_path / f"{i}.png")
+    train = load_images(f"folder:{tmp_path}", image_size=8)
+    test = load_images(f"folder:{tmp_path}", split="test", image_size=8)
+    assert train.origin.overlap(test.origin) == 0 and train.origin.overlap(train.origin) == 9
+
+
+def test_every_keeps_a_spread_subset_with_its_origin():
+    imgs = ImageSet(torch.arange(10, dtype=torch.uint8).view(10, 1, 1, 1), torch.arange(10), "ten",
+                    data.Origin("mnist", "test", torch.arange(100, 110)))
+    sub = imgs.every(4)
+    assert sub.images.flatten().tolist() == [0, 4, 8] and sub.labels.tolist() == [0, 4, 8]
+    assert sub.origin.indices.tolist() == [100, 104, 108] and "every 4th image kept (3)" in sub.source
+    with pytest.raises(ValueError):
+        imgs.every(0)

@@ -268,7 +268,7 @@ def test_fashion_mnist_offline_protocol_from_the_test_files(data_root):
     test = load_images("fashion_mnist", split="test", image_size=28, limit=50)
     assert torch.equal(train.images, expected[0][:8000]) and torch.equal(train.labels, expected[1][:8000])
     assert torch.equal(test.images, expected[0][8000:8050]) and torch.equal(test.labels, expected[1][8000:8050])
-    assert "Fashion-MNIST offline protocol" in train.source and "COLDLIB_OFFLINE=1" in train.source
+    assert "Fashion-MNIST TEST-ONLY FALLBACK" in train.source and "COLDLIB_OFFLINE=1" in train.source
 
 
 def test_fashion_mnist_test_files_of_the_wrong_size_are_refused(data_root):

@@ -234,3 +234,11 @@ def test_export_records_how_its_metrics_were_measured(tmp_path, monkeypatch):
     config = load_model(loaded.path).config
     assert config["metrics"] == report["metrics"] and set(config["metrics"]) >= {"Direct", "Algorithm 2"}
     assert config["metrics_protocol"]["images"] == 3 and config["metrics_protocol"]["ssim"] == SSIM_CONVENTION
+    # the sidecar records exactly which images it trained on, so an evaluation can prove it never saw them
+    from coldlib.data import Origin, check_held_out, load_images
+
+    seen = Origin.from_dict(config["training_data"])
+    assert (seen.dataset, seen.split, seen.indices.tolist()) == ("photos", "train", list(range(8)))
+    assert check_held_out(loaded, load_images("photos", "test", limit=5), verbose=False).startswith("held out")
+    with pytest.raises(ValueError, match="5 of these 5 images were used to train"):
+        check_held_out(loaded, load_images("photos", "train", limit=5), verbose=False)

@@ -29,7 +29,7 @@ import torch.distributed as dist
 import coldlib
 
 from ..checkpoints import FORMAT, LoadedModel, load_model, sha256_of
-from ..data import ImageSet, load_images
+from ..data import ImageSet, check_held_out, load_images
 from ..degradations import Degradation, ImageMixing
 from ..diffusion import ColdDiffusion
 from ..env import pick_device
@@ -135,8 +135,9 @@ def train(task: str, dataset: str, *, steps: int, model: str = "small", out_dir:
     warm_start = _warm_start(net, D, init_from) if init_from is not None else None
     diffusion = ColdDiffusion(net.to(device), D, loss=loss)
     run_dir = Path(out_dir).expanduser() if out_dir is not None else None
+    training_data = None if train_set.origin is None else train_set.origin.to_dict()
     trainer = Trainer(diffusion, train_set.images, train_config, out_dir=run_dir, device=device, data_note=data_note,
-                      init_from=warm_start)
+                      init_from=warm_start, training_data=training_data)
     resumed = run_dir is not None and trainer.resume()
     where = str(device) if world == 1 else (f"{world} processes ({dist.get_backend()}, global batch "
                                             f"{world * train_config.batch_size}), rank 0 on {device}")
@@ -157,12 +158,13 @@ def train(task: str, dataset: str, *, steps: int, model: str = "small", out_dir:
         report["processes"] = world
     ema = trainer.ema.eval()
     info = {"format": FORMAT, "coldlib_version": coldlib.__version__, "model": unet_config.to_dict(),
-            "degradation": D.config(), "data": data_note, "steps": trainer.step,
+            "degradation": D.config(), "data": data_note, "training_data": training_data, "steps": trainer.step,
             "train": {**asdict(train_config), "wall_seconds": round(trainer.train_seconds, 1)}, "metrics": None,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "hardware": _hardware(device, world)}
     if rank != 0:  # rank 0 evaluates and writes; the others are done once training is
         return LoadedModel(ema, D, info, None), report
     if held_out is not None:
+        check_held_out(train_set, held_out, name="this run", verbose=False)  # never score on trained-on images
         D_eval = D if degradation is not None else _mixing_pool(D, mix_with, mix_classes, "test", image_size)[0]
         report["metrics"] = evaluate_restoration(ColdDiffusion(ema, D_eval, loss=loss), held_out.float().to(device),
                                                  generator=torch.Generator().manual_seed(EVAL_Z_SEED))

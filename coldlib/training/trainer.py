@@ -102,7 +102,7 @@ class Trainer:
 
     def __init__(self, diffusion: ColdDiffusion, images: torch.Tensor, config: TrainConfig | None = None, *,
                  out_dir: str | Path | None = None, device: torch.device | str | None = None,
-                 data_note: str = "", init_from: dict | None = None) -> None:
+                 data_note: str = "", init_from: dict | None = None, training_data: dict | None = None) -> None:
         self.config = config or TrainConfig()
         self.device = torch.device(device) if device is not None else next(diffusion.model.parameters()).device
         if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[0] < self.config.batch_size:
@@ -145,6 +145,7 @@ class Trainer:
         self.train_seconds = 0.0  # wall time spent in train(), summed over resumed sessions
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.data_note = data_note
+        self.training_data = training_data  # which images (coldlib.data.Origin.to_dict()), for the sidecar
         self.init_from = init_from  # where a warm-started model's weights came from (recorded by export)
         self.autocast_dtype = autocast_dtype_for(self.config, self.device)
         self._loss_fn = torch.compile(train_diffusion.loss) if self.config.compile else train_diffusion.loss
@@ -369,6 +370,7 @@ class Trainer:
         if self.world_size > 1:
             train["world_size"] = self.world_size
         return save_model(stem, self.ema, self.diffusion.degradation, data=self.data_note, steps=self.step,
-                          train=train, metrics=metrics, metrics_protocol=metrics_protocol, hardware=hardware)
+                          train=train, training_data=self.training_data, metrics=metrics,
+                          metrics_protocol=metrics_protocol, hardware=hardware)
 
 
