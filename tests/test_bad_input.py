@@ -274,7 +274,7 @@ def test_snow_z_fields_are_checked_and_follow_x0():
         D(x, 3, SnowField(z.field * float("inf"), z.vertical))
     out = D(x.double(), 10, z)  # a float32 field on float64 images: computed in the images' dtype
     assert out.dtype == torch.float64
-    assert torch.allclose(out.float(), D(x, 10, z), atol=1e-5)
+    assert torch.allclose(out.float(), D(x, 10, z), atol=1e-5)  # float32's rounding of closed-form ops (measured 2e-7)
 
 
 def test_estimate_t_checks_z():

@@ -24,6 +24,10 @@ from coldlib.experiments import list_presets, preset
 
 from . import reference_degradations as ref
 
+# A degradation against the paper's iterated operations (up to T float32 convolutions or blends in a row, whose
+# rounding accumulates): measured 9.5e-7 at most, so TOL leaves 100x for other sum orders on other CPUs. The atol=1e-6
+# comparisons below are closed-form (one operator against the same result by another path, values in [-1, 1]): a few
+# float32 ulps (6e-8 at 1), measured 6e-8 at most.
 TOL = 1e-4
 
 
@@ -168,7 +172,7 @@ def test_severity_grows_with_t(kind, dataset):
     grid = sorted({0, D.T // 4, D.T // 2, 3 * D.T // 4, D.T})
     dist = [float((D(x, s, z) - x).abs().mean()) for s in grid]
     assert dist[0] == 0 and dist[-1] > 0.05
-    assert all(b >= a - 1e-6 for a, b in zip(dist, dist[1:])), dist
+    assert all(b >= a - 1e-6 for a, b in zip(dist, dist[1:])), dist  # monotone up to a float32 mean's rounding
 
 
 @pytest.mark.parametrize("kind,dataset", ALL)

@@ -54,7 +54,7 @@ class Oracle(nn.Module):
 
 def test_identical_images() -> None:
     x = _images()
-    assert metrics.ssim(x, x) == pytest.approx(1.0, abs=1e-6)
+    assert metrics.ssim(x, x) == pytest.approx(1.0, abs=1e-6)  # a ratio of equal terms: ulp-level (measured 0)
     assert metrics.rmse(x, x) == 0.0
     assert metrics.psnr(x, x) == math.inf
 
@@ -62,7 +62,7 @@ def test_identical_images() -> None:
 def test_known_offset() -> None:
     a = torch.full((2, 3, 16, 16), -0.5)
     b = a + 0.2  # 0.1 in [0, 1]
-    assert metrics.rmse(a, b) == pytest.approx(0.1, abs=1e-6)
+    assert metrics.rmse(a, b) == pytest.approx(0.1, abs=1e-6)  # float32 rounding of 0.2: ulp-level (measured 6e-9)
     assert metrics.psnr(a, b) == pytest.approx(20.0, abs=1e-4)
 
 
@@ -129,6 +129,9 @@ def test_oracle_restorer_is_perfect_and_degraded_is_not() -> None:
     D = _blur()
     res = metrics.evaluate_restoration(ColdDiffusion(Oracle(x0, D), D), x0, batch_size=4)
     assert list(res) == ["Degraded", "Direct", "Algorithm 1", "Algorithm 2"]
+    # The oracle hands back the images themselves and Algorithm 2 then cancels exactly: exact on any CPU (measured
+    # 0); the bounds only leave ulps of room. The rows below are the same per-image values averaged by the pipeline
+    # (float64 means, measured 2e-16 apart): rel 1e-9 and 1e-6 are far above float64 rounding.
     for col in ("Direct", "Algorithm 1", "Algorithm 2"):
         assert res[col]["RMSE"] < 1e-6 and res[col]["SSIM"] == pytest.approx(1.0, abs=1e-5), col
     xT = D(x0, D.T)  # "Degraded" is the true x_T, measured on the same images
@@ -154,6 +157,7 @@ def test_seeded_evaluation_is_deterministic_and_shares_z() -> None:
     # z is drawn once per batch with the generator and shared by all columns: rebuild it batch by batch.
     g = torch.Generator().manual_seed(7)
     zs = [D.draw_z(b, g) for b in x0.split(2)]
+    # The same images through the same ops in the same batches: the metrics agree to float64 rounding (measured 0).
     xT = torch.cat([D(b, D.T, z) for b, z in zip(x0.split(2), zs)])
     assert first["Degraded"]["RMSE"] == pytest.approx(metrics.rmse(xT, x0), rel=1e-9)
     assert first["Degraded"]["SSIM"] == pytest.approx(metrics.ssim(xT, x0), rel=1e-6)
@@ -170,7 +174,7 @@ def test_modes_restored_and_dropout_off() -> None:
     diffusion.train()
     res = metrics.evaluate_restoration(diffusion, x0, methods=("direct", "improved"))
     assert oracle.seen == {False}  # evaluated with dropout off ...
-    assert res["Direct"]["RMSE"] < 1e-6 and res["Algorithm 2"]["RMSE"] < 1e-6
+    assert res["Direct"]["RMSE"] < 1e-6 and res["Algorithm 2"]["RMSE"] < 1e-6  # exact oracle, as above (measured 0)
     assert diffusion.training and oracle.training and oracle.drop.training  # ... and handed back in train mode
     diffusion.eval()
     metrics.evaluate_restoration(diffusion, x0, methods=("direct",))
@@ -212,6 +216,7 @@ def test_frechet_column_is_measured_on_the_same_images() -> None:
     plain = metrics.evaluate_restoration(diffusion, x0, batch_size=4, generator=seeded())
     assert list(got) == list(plain) == ["Degraded", *SAMPLER_NAMES.values()]
     for row, values in plain.items():  # the Fréchet column changes nothing else
+        # the same computation run twice: exact (measured 0)
         assert {k: v for k, v in got[row].items() if k != FD_MNIST_CNN} == pytest.approx(values, rel=1e-12)
     # Collect every row's images by hand (z per batch of 4 from the same seed) and measure them independently.
     g = seeded()
@@ -227,6 +232,7 @@ def test_frechet_column_is_measured_on_the_same_images() -> None:
     for row, parts in images.items():
         x = torch.cat(parts)
         by_stats = reference.frechet_distance(FeatureStats.from_features(mnist_cnn_features(x)))
+        # the same images and features, FD in float64: measured 0 apart; 1e-6 is far above float64 rounding
         assert got[row][FD_MNIST_CNN] == pytest.approx(by_stats, rel=1e-6, abs=1e-6), row
         assert got[row][FD_MNIST_CNN] == pytest.approx(mnist_fd(x0, x), rel=1e-6, abs=1e-6), row
     assert got["Degraded"][FD_MNIST_CNN] > 0

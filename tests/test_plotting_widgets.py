@@ -64,6 +64,8 @@ def test_frames_over_t_matches_D_at_every_t(name):
     z = D.draw_z(x, torch.Generator().manual_seed(3))
     frames = widgets.frames_over_t(D, x, z)
     assert frames.shape == (D.T + 1, *x.shape)
+    # Closed-form degradations, batched over t or called per t (other batch shapes, so maybe other sum orders):
+    # a few float32 ulps on values in [-1, 1], measured 6e-8 at most.
     assert torch.allclose(frames[0], x, atol=1e-6)
     for t in range(D.T + 1):
         assert torch.allclose(frames[t], D(x, t, z), atol=1e-5), t
@@ -93,7 +95,7 @@ def test_degrade_over_steps_chunks_huge_requests(monkeypatch):
     x = images()
     frames = plotting.degrade_over_steps(D, x, range(10))
     assert D.calls == [12, 12, 6] and frames.shape == (10, *x.shape)
-    assert torch.allclose(frames[7], D.D(x, 7), atol=1e-6)
+    assert torch.allclose(frames[7], D.D(x, 7), atol=1e-6)  # closed-form, another batch shape: ulp-level (measured 0)
 
 
 def test_degrade_over_steps_rejects_bad_steps():
@@ -110,7 +112,7 @@ def test_degrade_over_steps_repeats_a_named_tuple_z(monkeypatch):
     assert isinstance(z, SnowField)  # a NamedTuple: every field is repeated with the batch
     frames = plotting.degrade_over_steps(D, x, range(D.T + 1), z)
     for t in range(D.T + 1):
-        assert torch.allclose(frames[t], D(x, t, z), atol=1e-5), t
+        assert torch.allclose(frames[t], D(x, t, z), atol=1e-5), t  # closed-form: ulp-level (measured 0)
     assert torch.allclose(plotting.degrade_over_steps(Pixelate(2), x, [2])[0], Pixelate(2)(x, 2))  # z None
     with pytest.raises(TypeError):
         plotting.degrade_over_steps(D, x, [1, 2], z={"a": 1})

@@ -70,7 +70,10 @@ def test_images_in_a_batch_do_not_mix():
     with torch.no_grad():
         together = model(x, t)
         alone = torch.cat([model(x[i : i + 1], t[i : i + 1]) for i in range(3)])
-    assert torch.allclose(together, alone, atol=1e-5)
+    # A batch of 1 runs other float32 kernels than a batch of 3 (other sum orders, by CPU and vector width): measured
+    # 1.1e-6 on outputs of up to 0.8, so 1e-4 (1e-5 left a margin of 9); images mixed up (x paired with another
+    # image's t) differ by 0.34.
+    assert torch.allclose(together, alone, atol=1e-4)
 
 
 def test_every_parameter_gets_a_gradient():
@@ -198,6 +201,6 @@ def test_timestep_embedding():
     assert emb.shape == (4, 16) and emb.dtype == torch.float32
     assert torch.equal(emb[0], torch.cat([torch.zeros(8), torch.ones(8)]))  # sin 0 = 0, cos 0 = 1
     assert emb.abs().max() <= 1.0
-    assert torch.allclose(emb[:, :8] ** 2 + emb[:, 8:] ** 2, torch.ones(4, 8), atol=1e-5)
+    assert torch.allclose(emb[:, :8] ** 2 + emb[:, 8:] ** 2, torch.ones(4, 8), atol=1e-5)  # float32 sin, cos: ulps
     assert torch.allclose(emb[2, 0], torch.sin(torch.tensor(7.0)))  # the first frequency is 1
     assert len({tuple(row.tolist()) for row in emb}) == 4
