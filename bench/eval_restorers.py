@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from datetime import datetime, timezone
 from typing import Any
@@ -32,9 +31,12 @@ from typing import Any
 import torch
 
 from coldlib.data import check_held_out, load_images
+from coldlib.env import data_dir
+from coldlib.render import machine_description
 from coldlib.evaluation import (EVAL_Z_SEED, SSIM_CONVENTION, evaluate_restoration, format_frechet_table,
                                 format_table, frechet_floor, intervals_to_dict, mnist_cnn_features, verdicts)
 from coldlib.evaluation.intervals import Interval
+from coldlib.diffusion import METHODS
 from coldlib.experiments import shipped_experiment
 from coldlib.shipped import checkpoint_dir, load_shipped, read_registry
 
@@ -42,7 +44,7 @@ RESTORERS = ("mnist_blur", "mnist_pixelate", "mnist_inpaint", "photos_snow", "ph
 
 
 def evaluate(name: str, entry: dict[str, Any], limit: int | None, device: torch.device,
-             every: int | None = None) -> tuple[dict, dict]:
+             every: int | None = None, methods: tuple[str, ...] = METHODS) -> tuple[dict, dict]:
     """(metrics, protocol) of the shipped restorer ``name`` on its dataset's held-out split.
 
     ``entry`` is ``name``'s row of the checkpoint registry (:func:`coldlib.shipped.read_registry`), read once by
@@ -58,7 +60,7 @@ def evaluate(name: str, entry: dict[str, Any], limit: int | None, device: torch.
     start = time.perf_counter()
     metrics = evaluate_restoration(loaded.diffusion(), held_out.float().to(device), frechet=frechet,
                                    generator=torch.Generator().manual_seed(EVAL_Z_SEED), progress=True,
-                                   intervals=True)
+                                   intervals=True, methods=methods)
     seconds = time.perf_counter() - start
     floor = None
     if frechet:  # what two disjoint sets of real digits of this size are apart: the best reachable value
@@ -72,11 +74,11 @@ def evaluate(name: str, entry: dict[str, Any], limit: int | None, device: torch.
         "intervals": "95% percentile bootstrap over the held-out images (coldlib.evaluation.intervals); "
                      "paired resamples for the Fréchet column",
         **({"frechet_floor": floor.to_dict()} if floor is not None else {}),
-        "command": "python bench/eval_restorers.py --update-sidecars"
-                   + (f" --every {every}" if every else "") + (f" --limit {limit}" if limit else ""),
+        "command": f"python bench/eval_restorers.py --names {name} --update-sidecars"
+                   + (f" --every {every}" if every else "") + (f" --limit {limit}" if limit else "")
+                   + (f" --methods {' '.join(methods)}" if methods != METHODS else ""),
         "seconds": round(seconds, 1),
-        "hardware": f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
-                    if device.type == "cpu" else torch.cuda.get_device_name(device),
+        "hardware": f"{machine_description()}, {torch.get_num_threads()} torch thread(s)",
         "date": datetime.now(timezone.utc).date().isoformat(),
     }
     return metrics, protocol
@@ -87,6 +89,8 @@ def main() -> None:
     p.add_argument("--names", nargs="+", default=list(RESTORERS), choices=RESTORERS)
     p.add_argument("--limit", type=int, help="only the first N held-out images (default: all)")
     p.add_argument("--every", type=int, help="only every K-th held-out image (a fixed subset over the whole split)")
+    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS,
+                   help="samplers to score (default: all; Algorithm 1 costs T network passes per image)")
     p.add_argument("--json", help="also write every result to this file")
     p.add_argument("--update-sidecars", action="store_true",
                    help="write the metrics into data/checkpoints/<name>.json (needs all held-out images)")
@@ -99,7 +103,7 @@ def main() -> None:
     results = {}
     for name in args.names:
         entry, exp = registry[name], shipped_experiment(name)
-        metrics, protocol = evaluate(name, entry, args.limit, device, args.every)
+        metrics, protocol = evaluate(name, entry, args.limit, device, args.every, tuple(args.methods))
         results[name] = {"metrics": metrics, "intervals": intervals_to_dict(metrics.intervals), "protocol": protocol}
         # the paper's rows only where we evaluate on the paper's dataset (not, e.g., photo crops for CIFAR-10)
         paper = exp.paper if exp.dataset == entry["dataset"] else None
@@ -114,7 +118,9 @@ def main() -> None:
             config = json.loads(sidecar.read_text())
             config["metrics"], config["metrics_protocol"] = dict(metrics), protocol
             config["metrics_intervals"] = intervals_to_dict(metrics.intervals)
-            sidecar.write_text(json.dumps(config, indent=2) + "\n")
+            # the data folder of this machine is no one else's: shipped files name it by its variable
+            text = json.dumps(config, indent=2).replace(str(data_dir()), "$COLDLIB_DATA_DIR")
+            sidecar.write_text(text + "\n")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)

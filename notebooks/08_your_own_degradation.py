@@ -85,7 +85,7 @@ from coldlib.data import load_images
 from coldlib.degradations import Degradation, check_degradation
 from coldlib.diffusion import ColdDiffusion
 from coldlib.env import fast_mode, lesson_device, seed_everything
-from coldlib.evaluation import evaluate_restoration, format_table
+from coldlib.evaluation import evaluate_restoration, format_table, verdicts
 from coldlib.plotting import compare_degradations, degradation_grid, labelled_rows
 from coldlib.training import TrainConfig, Trainer
 from coldlib.unet import UNet, unet_preset
@@ -485,16 +485,19 @@ labelled_rows([("clean x0", digits[:6]), ("x_T", x_T[:6]), ("Direct", direct[:6]
 #
 # `evaluate_restoration` runs the paper's columns on held-out images: Degraded ($x_T$), Direct,
 # Algorithm 1 and Algorithm 2, with SSIM, RMSE and PSNR on images mapped to $[0, 1]$. The paper has
-# no rotation experiment, so there is no paper column to compare with. Which images are held out
-# depends on the data: the line printed by `load_images` above, repeated below, says which protocol
-# this run used. Offline (as in CI) that is the course's **offline MNIST protocol**: train on the
-# first 8,000 images of the official test split, hold out the last 2,000.
+# no rotation experiment, so there is no paper column to compare with. The restorer trained on MNIST's
+# training split and is scored on test digits (the lines printed below repeat which; only a data folder
+# without the training split makes `load_images` use its loudly labelled test-only fallback). Every
+# number carries its 95 % bootstrap interval over the images, and the lines under the table read the
+# orderings of the samplers from those intervals.
 
 # %%
 n_eval = 64 if FAST else 500
 x_eval = held_out.float(slice(0, n_eval)).to(device)
-results = evaluate_restoration(R, x_eval, batch_size=64, generator=torch.Generator().manual_seed(0), progress=True)
+results = evaluate_restoration(R, x_eval, batch_size=64, generator=torch.Generator().manual_seed(0), progress=True,
+                               intervals=True)
 display(Markdown(format_table(results)))
+print("\n".join(verdicts(results.intervals)))
 print(f"trained on: {mnist.source}")
 print(f"evaluated on the first {n_eval:,} of {len(held_out):,} held-out images: {held_out.source}")
 assert set(results) == {"Degraded", "Direct", "Algorithm 1", "Algorithm 2"}
@@ -576,12 +579,12 @@ for max_degrees in [360.0, 180.0]:
     print(f"Rotate(10, {max_degrees:g}):", *failed)
 passing = [deg for deg in range(15, 361, 15)
            if all(r.passed for r in check_degradation(Rotate(10, float(deg)), x=digits, raise_on_failure=False))]
-print(f"max_degrees that pass on these digits: {passing}")
-assert 90 in passing and max(passing) == 105 and 180 not in passing  # the text below quotes 105°
+print(f"max_degrees that pass on these digits: {passing}; the largest: {max(passing)}°")
+assert 90 in passing and 90 <= max(passing) < 180 and 180 not in passing  # what the text below says
 
 # %% [markdown]
-# On these eight digits the largest passing angle is 105°, a little past a quarter turn; it depends on the
-# batch, so keep $\theta_{\max} \le 90°$.
+# On these eight digits the largest passing angle (printed above) lies between a quarter and a half turn;
+# it depends on the batch, so keep $\theta_{\max} \le 90°$.
 # To go further, make later steps degrade in another way as well, for instance fade to black as the
 # turn continues: then every step keeps adding damage and the severity keeps growing. For generation
 # (Lessons 06 and 07) one would also want $x_T$ to carry little information about $x_0$, which no
