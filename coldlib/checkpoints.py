@@ -12,7 +12,11 @@ Restorers (:func:`save_model`, :func:`load_model`) and the MNIST feature network
 (:mod:`coldlib.evaluation.classifier`) share one writer and one reader (:func:`write_checkpoint`,
 :func:`read_checkpoint`). Nothing here uses pickle: ``torch.load`` on a downloaded file can run arbitrary code,
 safetensors cannot. Every write goes to a temporary file in the same folder, is flushed to disk, then renamed
-over the target, so an interrupted save never leaves a half-written file behind.
+over the target, so an interrupted save never leaves a half-written file behind. The pair is replaced as a
+pair: while new weights are renamed into place, the previous ones stay beside them as
+``<name>.safetensors.previous`` until the new sidecar is in place too, so an export interrupted at any point
+(Ctrl-C, a full disk, a killed process) leaves the previous model loadable (:func:`read_checkpoint` falls
+back to the weights its sidecar's SHA-256 names).
 
 The course's shipped models and their registry live in :mod:`coldlib.shipped`; a training run's resumable
 state in :mod:`coldlib.training.state`.
@@ -23,7 +27,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tempfile
+import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -41,11 +47,17 @@ from .diffusion import ColdDiffusion
 from .unet import UNet, UNetConfig
 from .validate import check_int
 
-__all__ = ["FORMAT", "LoadedModel", "save_model", "load_model", "sha256_of", "write_checkpoint", "read_checkpoint"]
+__all__ = ["FORMAT", "LoadedModel", "save_model", "load_model", "sha256_of", "write_checkpoint", "read_checkpoint",
+           "describe_degradation", "read_json"]
 
 FORMAT = "coldlib-checkpoint/1"
 _SUFFIX = ".safetensors"
+_PREVIOUS = ".previous"  # <name>.safetensors.previous: the last good weights while an export replaces the pair
 _REQUIRED = ("format", "model", "degradation", "data", "steps")
+# The sidecar fields load_model and the lessons read, and the JSON type each must have.
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {"model": (dict,), "degradation": (dict,), "data": (str,), "steps": (int,),
+                                             "train": (dict,), "metrics": (dict, type(None)), "sha256": (str,),
+                                             "training_data": (dict, type(None))}
 
 
 # --------------------------------------------------------------------------------------------- file helpers
@@ -74,6 +86,52 @@ def _atomic_write(path: Path, payload: bytes) -> None:
         pass
     finally:
         os.close(dir_fd)
+
+
+def read_json(path: Path, what: str, fix: str) -> Any:
+    """The JSON in ``path``; ``ValueError`` naming the file and ``fix`` if it is not UTF-8 JSON or nests absurdly."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"the {what} {path} is not valid JSON ({e}); {fix}.") from e
+    except RecursionError as e:  # e.g. [[[[...]]]] thousands deep: Python's parser gives up, with a bare traceback
+        raise ValueError(f"the {what} {path} nests its JSON too deeply to read (no coldlib file nests more than a "
+                         f"few levels): it is damaged or not a coldlib file; {fix}.") from e
+
+
+def _previous_path(weights: Path) -> Path:
+    return weights.with_name(weights.name + _PREVIOUS)
+
+
+def _good_weights(weights: Path, json_path: Path) -> Path | None:
+    """The weights file (``weights`` or its ``.previous``) whose SHA-256 the current sidecar records, if any."""
+    try:
+        recorded = json.loads(json_path.read_text(encoding="utf-8")).get("sha256")
+    except (OSError, ValueError, AttributeError, RecursionError):  # no sidecar, or not one: nothing to keep
+        return None
+    for candidate in (weights, _previous_path(weights)):
+        if candidate.is_file() and (recorded is None and candidate == weights or sha256_of(candidate) == recorded):
+            return candidate
+    return None
+
+
+def _keep_previous(weights: Path, json_path: Path) -> tuple[Path | None, Path | None]:
+    """Before a pair is replaced: ``(backup, good)``, the previous good weights set aside and where they were.
+
+    The backup is a hard link (a copy where links are not possible), so renaming new weights over ``weights``
+    leaves it intact. A backup left by an interrupted export that still matches the sidecar is kept as is.
+    """
+    good, backup = _good_weights(weights, json_path), _previous_path(weights)
+    if good == backup:
+        return backup, good
+    backup.unlink(missing_ok=True)
+    if good is None:
+        return None, None
+    try:
+        os.link(weights, backup)
+    except OSError:  # a file system without hard links
+        shutil.copyfile(weights, backup)
+    return backup, good
 
 
 def sha256_of(path: str | Path) -> str:
@@ -132,10 +190,28 @@ def write_checkpoint(path_stem: str | Path, state_dict: dict[str, torch.Tensor],
     tensors = {k: (v.detach().to("cpu", torch.float32) if v.is_floating_point() else v.detach().to("cpu"))
                .contiguous().clone() for k, v in state_dict.items()}
     payload = _st_save(tensors, metadata={**(metadata or {}), "format": fmt})
-    weights, json_path = _split_path(path_stem)
-    _atomic_write(weights, payload)
     config["sha256"] = hashlib.sha256(payload).hexdigest()
-    _atomic_write(json_path, (json.dumps(config, indent=2) + "\n").encode())
+    weights, json_path = _split_path(path_stem)
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    backup, good = _keep_previous(weights, json_path)
+    replaced = False
+    try:
+        _atomic_write(weights, payload)
+        replaced = True
+        _atomic_write(json_path, (json.dumps(config, indent=2) + "\n").encode())
+    except BaseException:
+        # Put the previous pair back. If even that fails (or the process dies first), the backup stays and
+        # read_checkpoint loads it, because the old sidecar records its hash.
+        try:
+            if backup is not None and replaced:
+                os.replace(backup, weights)
+            elif backup is not None and good == weights:
+                backup.unlink()
+        except BaseException:
+            pass
+        raise
+    if backup is not None:
+        backup.unlink(missing_ok=True)
     return weights
 
 
@@ -156,21 +232,35 @@ def read_checkpoint(path: str | Path, *, fmt: str, what: str = "checkpoint", fix
         raise FileNotFoundError(f"the {what}'s sidecar {json_path} (its config) is missing: a coldlib {what} is a "
                                 f".safetensors file plus a .json beside it with the same name; copy the .json too, "
                                 f"or {fix}.")
-    try:
-        sidecar = json.loads(json_path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"the {what} config {json_path} is not valid JSON ({e}); {fix}.") from e
+    sidecar = read_json(json_path, f"{what} config", fix)
     if not isinstance(sidecar, dict) or sidecar.get("format") != fmt:
         found = sidecar.get("format") if isinstance(sidecar, dict) else type(sidecar).__name__
         raise ValueError(f"{json_path} is not a coldlib {what} config: format is {found!r}, expected {fmt!r}; "
                          f"{fix}.")
+    if not isinstance(sidecar.get("sha256", ""), str) or not isinstance(expected_sha256 or "", str):
+        raise ValueError(f"the SHA-256 in {json_path.name} (or expected_sha256) must be a hex string; got "
+                         f"{sidecar.get('sha256')!r} / {expected_sha256!r}; {fix}.")
+    expectations = [(e.strip().lower(), source) for e, source in ((sidecar.get("sha256"), json_path.name),
+                                                                 (expected_sha256, "expected_sha256")) if e is not None]
+
+    def mismatch(data: bytes) -> tuple[str, str, str] | None:
+        actual = hashlib.sha256(data).hexdigest()
+        return next(((actual, e, source) for e, source in expectations if actual != e), None)
+
     raw = weights.read_bytes()  # not mmap: the file may be replaced while we hold it (Windows locks mapped files)
-    actual = hashlib.sha256(raw).hexdigest()
-    for expected, source in ((sidecar.get("sha256"), json_path.name), (expected_sha256, "expected_sha256")):
-        if expected is not None and actual != str(expected).strip().lower():
-            lfs = " (it is a Git LFS pointer: run `git lfs pull`)" if raw.startswith(b"version https://git-lfs") else ""
-            raise ValueError(f"{weights} has SHA-256 {actual} but {source} says {expected}: the file is corrupted, "
-                             f"truncated or from a different run{lfs}; {fix}.")
+    wrong = mismatch(raw)
+    previous = _previous_path(weights)
+    if wrong is not None and previous.is_file() and mismatch(kept := previous.read_bytes()) is None:
+        # An export was interrupted between its two files: the sidecar still describes the previous weights.
+        warnings.warn(f"{weights.name} does not match {json_path.name} (an export was interrupted between its two "
+                      f"files); loaded the previous weights {previous.name}, which it describes. Export again to "
+                      "finish the new model.", UserWarning, stacklevel=3)
+        raw, weights, wrong = kept, previous, None
+    if wrong is not None:
+        actual, expected, source = wrong
+        lfs = " (it is a Git LFS pointer: run `git lfs pull`)" if raw.startswith(b"version https://git-lfs") else ""
+        raise ValueError(f"{weights} has SHA-256 {actual} but {source} says {expected}: the file is corrupted, "
+                         f"truncated or from a different run{lfs}; {fix}.")
     tensors, metadata = _parse_safetensors(raw, weights, what)
     return tensors, sidecar, metadata, weights
 
@@ -250,11 +340,19 @@ def save_model(path_stem: str | Path, model: UNet, degradation: Degradation, *, 
                             metadata={"degradation": str(degradation_config.get("type", type(degradation).__name__))})
 
 
-def _check_state_dict(loaded: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], path: Path) -> None:
+def _check_state_dict(loaded: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], path: Path, *,
+                      subject: str | None = None, fix: str | None = None) -> None:
+    """Refuse tensors that ``load_state_dict`` would reject with a bare traceback, or silently cast.
+
+    Keys, shapes and dtypes must all equal the model's: a float16 or float64 tensor is an error, not a cast.
+    ``subject`` and ``fix`` word the message (default: a checkpoint whose two files do not match).
+    """
     missing = sorted(set(expected) - set(loaded))
     unexpected = sorted(set(loaded) - set(expected))
-    shapes = sorted(k for k in set(loaded) & set(expected) if loaded[k].shape != expected[k].shape)
-    if not (missing or unexpected or shapes):
+    both = sorted(set(loaded) & set(expected))
+    shapes = [k for k in both if loaded[k].shape != expected[k].shape]
+    dtypes = [k for k in both if loaded[k].dtype != expected[k].dtype and k not in shapes]
+    if not (missing or unexpected or shapes or dtypes):
         return
 
     def show(keys: list[str], n: int = 5) -> str:
@@ -268,8 +366,36 @@ def _check_state_dict(loaded: dict[str, torch.Tensor], expected: dict[str, torch
     if shapes:
         parts.append("shape mismatches: " + show([f"{k} {tuple(loaded[k].shape)} vs {tuple(expected[k].shape)}"
                                                   for k in shapes]))
-    raise ValueError(f"the weights in {path} do not match the UNet its .json describes ({'; '.join(parts)}). "
-                     "The two files come from different models: copy the matching pair, or re-save.")
+    if dtypes:
+        parts.append("dtype mismatches: " + show([f"{k} {loaded[k].dtype} vs {expected[k].dtype}" for k in dtypes]))
+    subject = subject or f"the weights in {path} do not match the UNet its .json describes"
+    fix = fix or ("The two files come from different models: copy the matching pair, or re-save (save_model "
+                  "writes float32).")
+    raise ValueError(f"{subject} ({'; '.join(parts)}). {fix}")
+
+
+def _check_fields(config: dict[str, Any], json_path: Path) -> None:
+    """Every field load_model and the lessons read must exist and have its JSON type (a string 'steps' is an error)."""
+    missing = [k for k in _REQUIRED if k not in config]
+    if missing:
+        raise ValueError(f"the checkpoint config {json_path} lacks {missing}; re-save it with save_model.")
+    wrong = [f"{k!r} is {type(value).__name__} {str(value)[:40]!r}, not {' or '.join(t.__name__ for t in types)}"
+             for k, types in _FIELD_TYPES.items() if k in config
+             for value in [config[k]] if not isinstance(value, types) or isinstance(value, bool)]
+    if not wrong and config["steps"] < 0:
+        wrong = [f"'steps' is {config['steps']}, not a count >= 0"]
+    if wrong:
+        raise ValueError(f"the checkpoint config {json_path} has fields of the wrong type ({'; '.join(wrong)}): it "
+                         "was edited by hand or damaged; restore it, or re-save the model with save_model.")
+
+
+def describe_degradation(D: Degradation) -> dict[str, Any]:
+    """``D.config()`` as plain JSON, or, for a degradation that does not describe itself (or not as JSON), its
+    type, T and repr: enough to record which degradation a run trained, and to compare two of them."""
+    try:
+        return json.loads(json.dumps(D.config()))
+    except (NotImplementedError, TypeError, ValueError):
+        return {"type": type(D).__name__, "T": D.T, "repr": repr(D)}
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu", expected_sha256: str | None = None, *,
@@ -284,11 +410,9 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", expected_sh
         path, fmt=FORMAT, expected_sha256=expected_sha256,
         fix="re-download it (shipped checkpoints: coldlib.shipped.load_shipped(name) says where they live), or "
             "retrain and save it with coldlib.checkpoints.save_model")
-    json_path = weights.with_suffix(".json")
-    missing = [k for k in _REQUIRED if k not in config]
-    if missing:
-        raise ValueError(f"the checkpoint config {json_path} lacks {missing}; re-save it with save_model.")
-    recorded = config["degradation"].get("type") if isinstance(config["degradation"], dict) else None
+    json_path = _split_path(path)[1]
+    _check_fields(config, json_path)
+    recorded = config["degradation"].get("type")
     if "degradation" in metadata and metadata["degradation"] != recorded:
         raise ValueError(f"the weights in {weights} were trained with a {metadata['degradation']} degradation but "
                          f"{json_path.name} describes a {recorded}: the two files come from different models. "
@@ -296,18 +420,19 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", expected_sh
     try:
         unet_config = UNetConfig.from_dict(config["model"])
         model = UNet(unet_config)
-    except (TypeError, KeyError, ValueError) as e:
-        raise ValueError(f"the UNet config in {json_path} is invalid ({e}); re-save the model.") from e
+    except (TypeError, KeyError, ValueError, AttributeError, RuntimeError) as e:
+        raise ValueError(f"the UNet config in {json_path} is invalid ({type(e).__name__}: {e}); re-save the "
+                         "model.") from e
     _check_state_dict(tensors, model.state_dict(), weights)
     model.load_state_dict(tensors, strict=True)
     if degradation is None:
         try:
             degradation = from_config(config["degradation"])
-        except (TypeError, KeyError, ValueError) as e:
+        except (TypeError, KeyError, ValueError, AttributeError) as e:
             raise ValueError(f"cannot rebuild the degradation recorded in {json_path} ({e}). For a degradation "
                              "of your own, pass it: load_model(path, degradation=MyDegradation(...)).") from e
-    elif json.loads(json.dumps(degradation.config())) != config["degradation"]:
+    elif describe_degradation(degradation) != config["degradation"]:
         # a different degradation would feed the model steps it was not trained on, silently
-        raise ValueError(f"the degradation passed to load_model ({degradation.config()}) differs from the one "
-                         f"the model was trained with ({config['degradation']}, recorded in {json_path}).")
+        raise ValueError(f"the degradation passed to load_model ({describe_degradation(degradation)}) differs from "
+                         f"the one the model was trained with ({config['degradation']}, recorded in {json_path}).")
     return LoadedModel(model.to(device).eval(), degradation, config, weights)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import gzip
 import warnings
 import tempfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -206,12 +207,19 @@ def _missing_help(what: str, looked_for: list[Path], reason: str) -> str:
     )
 
 
-def _torchvision(make, needed: list[Path], allow: bool, reason_no: str) -> tuple[object | None, str]:
-    """Build a torchvision dataset from files on disk, else download it when allowed; return (dataset or None, why not)."""
+def _torchvision(make, needed: list[Path], allow: bool, reason_no: str,
+                 diagnose=None) -> tuple[object | None, str]:
+    """Build a torchvision dataset from files on disk, else download it when allowed; return (dataset or None, why not).
+
+    Files that are all present but rejected raise ``RuntimeError`` with what to do; ``diagnose`` (if given)
+    is called first, to raise a sharper error that names the bad file.
+    """
     if all(p.exists() for p in needed):
         try:
             return make(False), ""
-        except RuntimeError as err:  # torchvision's integrity (md5) check; its message suggests download=True
+        except Exception as err:  # md5 check (RuntimeError), or a reader's assertion/shape/type error on a bad file
+            if diagnose is not None:
+                diagnose()
             folder = needed[0].parent
             raise RuntimeError(f"the files in {folder} are all present but torchvision rejects them ("
                                f"{str(err).split('.')[0]}): at least one is corrupted, truncated or another "
@@ -235,18 +243,28 @@ def _mnist_like(name: str, split: str, size: int, limit: int | None, allow: bool
         prefix = "train" if split == "train" else "t10k"
         images = _read_idx(raw / f"{prefix}-images-idx3-ubyte", "image")[:, None]
         labels = _read_idx(raw / f"{prefix}-labels-idx1-ubyte", "label")
+        _check_pair(images, labels, raw, split)
         source = (f"{title} ({raw}, official .gz files): official {'training' if split == 'train' else 'test'} split, "
                   f"{len(images):,} images")
         return _finish(images, labels, source, size, limit, _whole(name, split, len(images)))
-    ds, reason = _torchvision(lambda dl: cls(str(root), train=split == "train", download=dl), needed, allow, reason_no)
+    prefix = "train" if split == "train" else "t10k"
+
+    def diagnose() -> None:  # which of this split's two files torchvision choked on
+        _read_idx(raw / f"{prefix}-images-idx3-ubyte", "image")
+        _read_idx(raw / f"{prefix}-labels-idx1-ubyte", "label")
+
+    ds, reason = _torchvision(lambda dl: cls(str(root), train=split == "train", download=dl), needed, allow, reason_no,
+                              diagnose)
     if ds is not None:
         images, labels = ds.data[:, None], ds.targets
+        _check_pair(images, labels, raw, split)
         source = f"{title} (torchvision, {raw}): official {'training' if split == 'train' else 'test'} split, {len(images):,} images"
         return _finish(images, labels, source, size, limit, _whole(name, split, len(images)))
     test_files = [raw / "t10k-images-idx3-ubyte", raw / "t10k-labels-idx1-ubyte"]
     if not all(p.is_file() or p.with_suffix(".gz").is_file() for p in test_files):
         raise FileNotFoundError(_missing_help(title, needed, reason))
     images, labels = _read_idx(test_files[0], "image")[:, None], _read_idx(test_files[1], "label")
+    _check_pair(images, labels, raw, "test")
     if len(images) != 10000 or len(labels) != 10000:
         raise RuntimeError(f"{raw} holds {len(images)} test images / {len(labels)} labels, expected 10,000 each; re-download it.")
     sel = slice(0, OFFLINE_TRAIN) if split == "train" else slice(OFFLINE_TRAIN, None)
@@ -258,15 +276,47 @@ def _mnist_like(name: str, split: str, size: int, limit: int | None, allow: bool
     return _finish(images[sel], labels[sel], source, size, limit, _whole(name, "test", 10000).select(sel))
 
 
+def _idx_fix(folder: Path) -> str:
+    return (f"Delete {folder} and let torchvision download it again (with a network, COLDLIB_OFFLINE unset), or copy "
+            "the official files there unchanged.")
+
+
 def _read_idx(path: Path, kind: str) -> torch.Tensor:
-    """Read an idx file with torchvision's readers; a lone ``.gz`` is decompressed to a temporary file (never the data dir)."""
+    """Read an idx file with torchvision's readers; a lone ``.gz`` is decompressed to a temporary file (never the
+    data dir).
+
+    A file that is not what its name says (damaged, truncated, not gzip, an images file where the labels
+    belong) raises ``ValueError`` naming it, instead of torchvision's bare assertion or shape error.
+    """
     reader = torchvision.datasets.mnist.read_image_file if kind == "image" else torchvision.datasets.mnist.read_label_file
-    if path.is_file():
-        return reader(str(path))
-    with tempfile.TemporaryDirectory() as tmp:
-        target = Path(tmp) / path.name
-        target.write_bytes(gzip.decompress(path.with_suffix(".gz").read_bytes()))
-        return reader(str(target))
+    source = path if path.is_file() else path.with_suffix(".gz")
+    want = "images (an N×28×28 array)" if kind == "image" else "labels (a list of N digits)"
+    data = None
+    if source != path:
+        try:
+            data = gzip.decompress(source.read_bytes())
+        except (OSError, EOFError, zlib.error) as e:  # BadGzipFile is an OSError
+            raise ValueError(f"{source} is not a valid gzip file ({type(e).__name__}: {e}): it is damaged, truncated "
+                             f"or not the official download. {_idx_fix(source.parent)}") from e
+    try:
+        if data is None:
+            return reader(str(path))
+        with tempfile.TemporaryDirectory() as tmp:  # torchvision's readers take a path
+            target = Path(tmp) / path.name
+            target.write_bytes(data)
+            return reader(str(target))
+    except (AssertionError, TypeError, ValueError, KeyError, RuntimeError, IndexError) as e:  # its header checks
+        raise ValueError(f"{source} is not an MNIST idx file of {want} ({type(e).__name__}: {e or 'bad header'}): "
+                         "it is damaged or truncated, or another file under this name (an images file and a labels "
+                         f"file swapped?). {_idx_fix(source.parent)}") from e
+
+
+def _check_pair(images: torch.Tensor, labels: torch.Tensor, folder: Path, split: str) -> None:
+    """Images and labels of one split must agree in number (a swapped or truncated file breaks it)."""
+    if len(images) != len(labels):
+        raise ValueError(f"{folder} holds {len(images):,} images but {len(labels):,} labels for the {split} split: "
+                         f"one of its files is truncated or belongs to the other split (train vs t10k swapped?). "
+                         f"{_idx_fix(folder)}")
 
 
 def _cifar10_files(root: Path) -> list[Path]:
@@ -321,7 +371,13 @@ def _folder(spec: str, split: str, size: int, limit: int | None) -> ImageSet:
     chosen, source = _take(chosen, limit, source)
     # Both parts index the one sorted file list, so train and test of a folder are provably disjoint.
     origin = Origin(f"folder:{folder.resolve()}", "files", torch.arange(first, first + len(chosen)))
-    return ImageSet(torch.stack([_read_rgb(p, size) for p in chosen]), None, source, origin)
+    images = torch.stack([_read_rgb(p, size) for p in chosen])
+    grey = int(((images[:, 0] == images[:, 1]) & (images[:, 1] == images[:, 2])).flatten(1).all(dim=1).sum())
+    if grey:  # every file is read as RGB: a grey one becomes three equal channels, which must not go unsaid
+        which = "all its images are" if grey == len(images) else f"{grey:,} of its {len(images):,} images are"
+        source += (f"; {which} grey, loaded as three equal channels (R = G = B); for a one-channel restorer use "
+                   "images[:, :1]")
+    return ImageSet(images, None, source, origin)
 
 
 def _photo(name: str) -> torch.Tensor:
@@ -367,12 +423,22 @@ def _whole(dataset: str, split: str, n: int) -> Origin:
     return Origin(dataset, split, torch.arange(n))
 
 
+class TooFewImages(ValueError):
+    """``limit`` asks for more images than there are; ``available`` says how many there are, for callers that
+    name their own argument (``--eval-images``) in the message."""
+
+    def __init__(self, message: str, available: int) -> None:
+        super().__init__(message)
+        self.available = available
+
+
 def _take(items, limit: int | None, source: str):
     """Keep the first ``limit`` items (a fixed order); more than available is an error, not a silent cap."""
     if limit is None:
         return items, source
     if limit > len(items):
-        raise ValueError(f"limit={limit} but only {len(items)} images are available for this split; use limit <= {len(items)}.")
+        raise TooFewImages(f"limit={limit} but only {len(items)} images are available for this split; use limit <= "
+                           f"{len(items)}.", len(items))
     return items[:limit], source + f"; first {limit} taken (fixed order)"
 
 

@@ -113,13 +113,33 @@ class ColdDiffusion(nn.Module):
                              "first (nothing is converted for you).")
         return x
 
-    def _restore(self, xt: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
-        """``R(x_t, t)``, checked to be a batch shaped like ``x_t``."""
+    def _restore(self, xt: torch.Tensor, steps: torch.Tensor, where: str | None = None) -> torch.Tensor:
+        """``R(x_t, t)``, checked to be a batch shaped like ``x_t``.
+
+        With ``where`` (samplers and :meth:`estimate_t`, not training, whose autocast changes the dtype and whose
+        loss is checked by the trainer) it must also keep ``x_t``'s dtype and device and be finite: a NaN
+        prediction would otherwise come back as a NaN image, or as a confident wrong step.
+        """
         x0_hat = self.model(xt, steps)
         if not isinstance(x0_hat, torch.Tensor) or x0_hat.shape != xt.shape:
             got = tuple(x0_hat.shape) if isinstance(x0_hat, torch.Tensor) else type(x0_hat).__name__
             raise ValueError(f"the restorer must return x̂0 shaped like its input x_t {tuple(xt.shape)}; got {got}. "
                              "Check that the model's channels match the images'.")
+        if where is None:
+            return x0_hat
+        if x0_hat.dtype != xt.dtype or x0_hat.device != xt.device:
+            raise ValueError(f"{where}: the restorer returned {x0_hat.dtype} on {x0_hat.device} for x_t of "
+                             f"{xt.dtype} on {xt.device}; nothing is converted for you. Make its forward return its "
+                             "input's dtype and device (e.g. end with .to(x)), or put the model and the images in "
+                             "one dtype (model.float() and x.float()).")
+        bad = ~torch.isfinite(x0_hat).flatten(1).all(dim=1)
+        if bool(bad.any()):
+            at = sorted(set(steps[bad].tolist()))
+            raise ValueError(f"{where}: the restorer returned NaN or infinite values for {int(bad.sum())} of "
+                             f"{len(bad)} images (at t = {', '.join(map(str, at))}), so there is nothing to "
+                             "sample from. Its weights are probably not finite (a diverged training run, a damaged "
+                             "file): check all(torch.isfinite(p).all() for p in model.parameters()), then reload or "
+                             "retrain it.")
         return x0_hat
 
     def forward(self, x0: torch.Tensor) -> torch.Tensor:
@@ -152,7 +172,7 @@ class ColdDiffusion(nn.Module):
         """The restorer's estimate of the clean image from ``x_t``."""
         xt = self._check_input(xt, "xt", limit=LOOSE_LIMIT)
         steps = check_steps(t, xt.shape[0], self.T, xt.device)
-        return self._restore(xt, steps)
+        return self._restore(xt, steps, "predict_x0")
 
     @torch.no_grad()
     def sample(self, xt: torch.Tensor, t: int | torch.Tensor | None = None, *, method: str = "improved",
@@ -187,13 +207,13 @@ class ColdDiffusion(nn.Module):
         x, top = xt, int(starts.max())
         states, preds, steps = [x], [], [top]
         if method == "direct":  # one pass, each image at its own step
-            x0_hat = self._restore(x, starts)
+            x0_hat = self._restore(x, starts, "the direct sampler")
             x = torch.where((starts > 0)[:, None, None, None], x0_hat, x)
             states, preds, steps = [xt, x], [x0_hat], [top, 0]
         for s in range(top, 0, -1) if method != "direct" else ():
             active = (starts >= s)[:, None, None, None]
             s_now = torch.full_like(starts, s)
-            x0_hat = self._restore(x, s_now)
+            x0_hat = self._restore(x, s_now, f"the {SAMPLER_NAMES[method]} sampler at step s = {s}")
             if reestimate_z:
                 z = D.estimate_z(x, x0_hat, s_now)
             previous = D.degrade(x0_hat, s_now - 1, z)
@@ -218,9 +238,7 @@ class ColdDiffusion(nn.Module):
         """
         D = self.degradation
         x = self._check_input(x, "x", limit=LOOSE_LIMIT)  # a degraded image: the loose bound, as in sample
-        options = list(range(1, self.T + 1)) if candidates is None else [int(c) for c in candidates]
-        if not options or min(options) < 1 or max(options) > self.T:
-            raise ValueError(f"candidates must be steps in 1..{self.T}; got {candidates!r}.")
+        options = list(range(1, self.T + 1)) if candidates is None else _candidate_steps(candidates, self.T)
         if z is None and D.has_z:
             raise ValueError(f"{type(D).__name__} has a random ingredient z; pass the z to estimate t.")
         if z is not None:
@@ -228,9 +246,30 @@ class ColdDiffusion(nn.Module):
         errors = []
         for s in options:
             steps = torch.full((x.shape[0],), s, device=x.device, dtype=torch.long)
-            errors.append((D.degrade(self._restore(x, steps), steps, z) - x).abs().mean(dim=(1, 2, 3)))
+            x0_hat = self._restore(x, steps, f"estimate_t, trying step {s}")
+            errors.append((D.degrade(x0_hat, steps, z) - x).abs().mean(dim=(1, 2, 3)))
         best = torch.stack(errors).argmin(dim=0)
         return torch.tensor(options, device=x.device)[best]
+
+
+def _candidate_steps(candidates: Any, T: int) -> list[int]:
+    """``estimate_t``'s candidates as a list of ints in 1..T: whole steps only, never rounded (2.9 is not 2)."""
+    if isinstance(candidates, torch.Tensor):
+        if candidates.is_floating_point() or candidates.is_complex() or candidates.dtype == torch.bool \
+                or candidates.ndim != 1:
+            raise ValueError(f"candidates must be integer steps in 1..{T}, e.g. [1, 5, 10] or a 1-d long tensor; got "
+                             f"a {candidates.dtype} tensor of shape {tuple(candidates.shape)}.")
+        candidates = candidates.tolist()
+    if isinstance(candidates, (str, bytes)) or not hasattr(candidates, "__iter__"):
+        raise ValueError(f"candidates must be a list of integer steps in 1..{T}, e.g. [1, 5, 10]; got "
+                         f"{type(candidates).__name__} {candidates!r}.")
+    options = list(candidates)
+    bad = [c for c in options if isinstance(c, bool) or not hasattr(c, "__index__") or not 1 <= c.__index__() <= T]
+    if not options or bad:
+        why = "none given" if not options else f"{bad[:5]!r} {'is' if len(bad) == 1 else 'are'} not"
+        raise ValueError(f"candidates must be integer steps in 1..{T} ({why}); steps are whole numbers and are "
+                         "never rounded, so pass e.g. [1, 5, 10] or list(range(1, T + 1)).")
+    return [c.__index__() for c in options]
 
 
 def compare_samplers(diffusion: ColdDiffusion, x_T: torch.Tensor, z: Any = None) -> dict[str, Any]:

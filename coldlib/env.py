@@ -99,13 +99,13 @@ def lesson_device(fast: bool) -> torch.device:
     return device
 
 
-def pick_device(prefer: str | None = None) -> torch.device:
+def pick_device(prefer: str | None = None, *, name: str = "prefer") -> torch.device:
     """Choose the compute device: ``prefer``, else ``COLDLIB_DEVICE``, else cuda, then mps, then cpu.
 
     A forced device (argument or environment variable) that is not available raises ValueError
-    instead of silently falling back.
+    instead of silently falling back; ``name`` is what the message calls the argument.
     """
-    source = "prefer"
+    source = name
     if prefer is None:
         env = os.environ.get("COLDLIB_DEVICE", "").strip()
         if env:

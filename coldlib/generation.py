@@ -22,7 +22,7 @@ from .degradations import GaussianNoise, ImageMixing, check_images, map_z
 from .degradations.base import add_start_noise, check_noise_std
 from .diffusion import METHODS, ColdDiffusion, eval_mode, weights_of
 from .env import progress_bars
-from .validate import check_int
+from .validate import check_int, check_seed
 
 __all__ = ["ChannelMeanPrior", "fit_channel_mean_prior", "channel_means", "generate", "AnimorphosisPair",
            "animorphosis_pair", "ANIMORPHOSIS_CLASSES"]
@@ -80,6 +80,7 @@ def fit_channel_mean_prior(images: torch.Tensor, n_components: int = 1, seed: in
     if isinstance(n_components, bool) or not isinstance(n_components, int) or not 1 <= n_components <= len(means):
         raise ValueError(f"n_components must be an int in 1..{len(means)} (the number of images); got "
                          f"{n_components!r}.")
+    check_seed(seed, maximum=2**32 - 1)  # scikit-learn's random_state range
     gmm = GaussianMixture(n_components=n_components, covariance_type="full", tol=1e-3, random_state=seed)
     gmm.fit(means)
     return ChannelMeanPrior(torch.from_numpy(gmm.weights_), torch.from_numpy(gmm.means_),

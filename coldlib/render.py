@@ -141,10 +141,42 @@ def _output_texts(nb: dict):
                     yield i, "".join(value) if isinstance(value, list) else str(value)
 
 
+def _as_notebook(ipynb_text: Any) -> dict:
+    """The parsed notebook; ``ValueError`` if ``ipynb_text`` is not the JSON of a Jupyter notebook (nbformat 4)."""
+    fix = "pass the text of a rendered lesson's .ipynb (e.g. Path('notebooks/01_....ipynb').read_text())"
+    if not isinstance(ipynb_text, str):
+        raise ValueError(f"render_problems needs the notebook's text (a str); got {type(ipynb_text).__name__}; {fix}.")
+    try:
+        nb = json.loads(ipynb_text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"this is not a Jupyter notebook: not JSON ({e}; it starts {ipynb_text[:40]!r}); "
+                         f"{fix}.") from e
+    except RecursionError as e:
+        raise ValueError(f"this is not a Jupyter notebook: its JSON nests too deeply to read; {fix}.") from e
+    cells = nb.get("cells") if isinstance(nb, dict) else None
+    why = ("its JSON is not an object" if not isinstance(nb, dict) else
+           "it has no 'cells' list" if not isinstance(cells, list) else
+           "its 'metadata' is not an object" if not isinstance(nb.get("metadata", {}), dict) else None)
+    for i, cell in enumerate(cells if why is None else []):
+        outputs = cell.get("outputs", []) if isinstance(cell, dict) else None
+        if not isinstance(outputs, list) or not all(isinstance(o, dict) and isinstance(o.get("data", {}), dict)
+                                                    for o in outputs):
+            why = f"cell {i} is not a notebook cell (an object whose 'outputs' is a list of objects)"
+            break
+    if why:
+        raise ValueError(f"this is not a Jupyter notebook: {why}; {fix}.")
+    return nb
+
+
 def render_problems(ipynb_text: str, py_text: str) -> list[str]:
-    """Why a committed notebook is not a fresh, clean render of ``py_text`` ([] if it is)."""
-    nb = json.loads(ipynb_text)
+    """Why a committed notebook is not a fresh, clean render of ``py_text`` ([] if it is).
+
+    ``ValueError`` if ``ipynb_text`` is not a notebook at all (not JSON, or not shaped like one).
+    """
+    nb = _as_notebook(ipynb_text)
     meta = nb.get("metadata", {}).get(RENDER_KEY)
+    if meta is not None and not isinstance(meta, dict):
+        return [f"the '{RENDER_KEY}' metadata is a {type(meta).__name__}, not the render's record: run `make render`"]
     if not meta:
         return [f"no '{RENDER_KEY}' metadata: the notebook was not rendered (run `make render`)"]
     problems = []

@@ -15,7 +15,7 @@ import torch
 
 import coldlib
 
-from .checkpoints import _SUFFIX, LoadedModel, _atomic_write, _split_path, load_model, sha256_of
+from .checkpoints import _SUFFIX, LoadedModel, _atomic_write, _split_path, load_model, read_json, sha256_of
 
 __all__ = ["checkpoint_dir", "registry_path", "read_registry", "SHIPPED", "load_shipped", "register_shipped"]
 
@@ -41,15 +41,23 @@ def read_registry() -> dict[str, dict]:
     path = registry_path()
     if not path.is_file():
         return {}
-    try:
-        registry = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"the checkpoint registry {path} is not valid JSON ({e}); restore it from the "
-                         "repository (git checkout -- data/checkpoints/registry.json).") from e
-    if not isinstance(registry, dict) or not all(isinstance(v, dict) and "file" in v and "sha256" in v
-                                                 for v in registry.values()):
+    fix = "restore it from the repository (git checkout -- data/checkpoints/registry.json)"
+    registry = read_json(path, "checkpoint registry", fix)
+    if not isinstance(registry, dict):
         raise ValueError(f"the checkpoint registry {path} must map names to {{'file', 'sha256', 'task', "
-                         "'dataset'}; restore it from the repository.")
+                         f"'dataset'}}; it holds a {type(registry).__name__}; {fix}.")
+    for name, entry in registry.items():
+        if not isinstance(entry, dict) or "file" not in entry or "sha256" not in entry:
+            raise ValueError(f"the checkpoint registry {path} must map names to {{'file', 'sha256', 'task', "
+                             f"'dataset'}}; its entry {name!r} is {str(entry)[:80]!r}; {fix}.")
+        wrong = [f"{k!r} is {type(v).__name__} {str(v)[:40]!r}" for k, v in entry.items()
+                 if k in ("file", "sha256", "task", "dataset") and not isinstance(v, str)]
+        if wrong:
+            raise ValueError(f"the checkpoint registry {path}: entry {name!r} has fields of the wrong type "
+                             f"({'; '.join(wrong)}; each must be a string); {fix}.")
+        if Path(entry["file"]).name != entry["file"]:  # a path would load a file from outside the folder
+            raise ValueError(f"the checkpoint registry {path}: entry {name!r} names the file {entry['file']!r}, "
+                             f"a path; it must be a file name in {path.parent}; {fix}.")
     return registry
 
 

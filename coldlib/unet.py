@@ -164,7 +164,8 @@ class UNet(nn.Module):
         if x.shape[-1] % factor or x.shape[-2] % factor:
             raise ValueError(f"image sides must be divisible by {factor} for a {self.levels}-level UNet; got "
                              f"{tuple(x.shape[-2:])}. Resize the images or choose fewer levels (mults).")
-        temb = self.time_mlp(timestep_embedding(t, self.config.base))
+        # in the images' dtype: a float16 (or bfloat16) UNet then runs on a CPU too, not just under autocast
+        temb = self.time_mlp(timestep_embedding(t, self.config.base).to(x.dtype))
         h = self.stem(x)
         hs = [h]
         for blocks, down in zip(self.down, self.downsample):

@@ -10,7 +10,8 @@ wrong and what to do:
 * a mode without one right conversion: CMYK (needs the file's colour profile), 32-bit float pixels
   (no fixed range), or transparent pixels (what lies behind them?) unless ``background`` says.
 
-What is converted, because the conversion is unambiguous: 1-bit, palette and YCbCr images (looked up or
+What is converted, because the conversion is unambiguous: an EXIF orientation (a phone photo taken sideways
+is turned upright, as every viewer shows it), 1-bit, palette and YCbCr images (looked up or
 converted exactly), 16-bit grey (scaled by 65535, no 8-bit step), an alpha channel that is fully opaque
 (dropped). Then colour to grey (ITU-R 601 luma, PIL's "L") or grey to three equal channels, a centre crop
 to a square, and a resize to ``size``.
@@ -31,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 import coldlib
 
@@ -121,8 +122,6 @@ def _flatten_alpha(img: Image.Image, background: int | None, notes: list[str]) -
                          "behind them is a guess coldlib does not make. Pass background=0 (black, MNIST's "
                          "background) or background=255 (white), or flatten the image in an editor and upload "
                          "it again.")
-    if not 0 <= int(background) <= 255:
-        raise ValueError(f"background must be a grey level in 0..255; got {background!r}.")
     fill = int(background) if base == "L" else (int(background),) * 3
     flat = Image.new(base, img.size, fill)
     flat.paste(img.convert(base), mask=alpha)
@@ -201,6 +200,46 @@ def _fit(x: torch.Tensor, size: int, notes: list[str]) -> torch.Tensor:
     return y.clamp(0.0, 1.0)  # bilinear weights are convex: the clamp only removes float round-off
 
 
+# What each EXIF orientation value (2-8; 1 is upright) asks a viewer to do to the stored pixels.
+_ORIENTATION = {2: "mirrored left to right", 3: "turned 180°", 4: "mirrored top to bottom",
+                5: "mirrored along its main diagonal", 6: "turned 90° clockwise",
+                7: "mirrored along its other diagonal", 8: "turned 90° counter-clockwise"}
+
+
+def _upright(img: Image.Image, notes: list[str]) -> Image.Image:
+    """Apply the EXIF orientation tag (phones store photos sideways and set it), and say so."""
+    try:
+        orientation = img.getexif().get(0x0112, 1)
+    except Exception:  # an EXIF block PIL cannot parse: the pixels as stored, and a note that says so
+        notes.append("its EXIF data could not be read, so any orientation tag in it was not applied")
+        return img
+    if orientation not in _ORIENTATION:
+        return img
+    upright = ImageOps.exif_transpose(img)
+    notes.append(f"{_ORIENTATION[orientation]} as its EXIF orientation tag ({orientation}) says, so it is upright as "
+                 "photo viewers show it")
+    return upright
+
+
+def _check_options(channels: Any, size: Any, max_bytes: Any, max_pixels: Any, background: Any, invert: Any) -> None:
+    """Refuse options of the wrong type before the file is read (True is not a size, 0.5 not a grey level)."""
+    def is_int(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    if not is_int(channels) or channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3 (the restorer's channel count); got {channels!r}.")
+    if not is_int(size) or size < 1:
+        raise ValueError(f"size must be a positive int (the restorer's image side, e.g. 32); got {size!r}.")
+    for name, value in (("max_bytes", max_bytes), ("max_pixels", max_pixels)):
+        if not is_int(value) or value < 1:
+            raise ValueError(f"{name} must be a positive int; got {value!r}.")
+    if background is not None and (not is_int(background) or not 0 <= background <= 255):
+        raise ValueError(f"background must be None or an int grey level in 0..255 (0 black, 255 white), where "
+                         f"transparent pixels are composited; got {background!r}.")
+    if not isinstance(invert, bool):
+        raise ValueError(f"invert must be True or False; got {invert!r}.")
+
+
 def prepare_image(data: bytes | bytearray | memoryview, *, channels: int, size: int, max_bytes: int = MAX_BYTES,
                   max_pixels: int = MAX_PIXELS, background: int | None = None,
                   invert: bool = False) -> PreparedImage:
@@ -211,13 +250,11 @@ def prepare_image(data: bytes | bytearray | memoryview, *, channels: int, size: 
     it a transparent image is refused. ``invert=True`` turns dark-on-light into light-on-dark, as MNIST
     digits are (a note suggests it when the border of a grey image is light).
     """
-    if channels not in (1, 3):
-        raise ValueError(f"channels must be 1 or 3 (the restorer's channel count); got {channels!r}.")
-    if not isinstance(size, int) or size < 1:
-        raise ValueError(f"size must be a positive int (the restorer's image side, e.g. 32); got {size!r}.")
+    _check_options(channels, size, max_bytes, max_pixels, background, invert)
     notes: list[str] = []
     img = _open(data, max_bytes, max_pixels)
     mode, original = img.mode, img.size
+    img = _upright(img, notes)
     unit = torch.from_numpy(_to_unit(img, background, notes)).permute(2, 0, 1).float()  # (C, H, W) in [0, 1]
     unit = _fit(_match_channels(unit, channels, notes), size, notes)
     if invert:

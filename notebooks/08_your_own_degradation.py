@@ -223,11 +223,14 @@ for result in check_degradation(rot, x=digits):
     print(result)
 
 # %% [markdown]
-# All six promises hold. Without `x`, the checker uses its default batch: four images of uniform random
-# noise. Watch what that does to rotation:
+# All six promises hold. Without `x`, the checker uses its default batch: four smooth random blobs, 32×32
+# (`coldlib.degradations.checks.blob_probe`), which behave like images. Rotation passes there too. Now
+# give it a batch that does *not* look like images, four of uniform random noise, and watch:
 
 # %%
-on_noise = check_degradation(rot, raise_on_failure=False)  # the default batch: 4 noise images, 32×32
+assert all(r.passed for r in check_degradation(rot))  # the default probe: smooth blobs
+noise = torch.rand(4, 1, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+on_noise = check_degradation(rot, x=noise, raise_on_failure=False)
 for result in on_noise:
     print(result)
 assert [r.name for r in on_noise if not r.passed] == ["severity grows with t"]
@@ -557,7 +560,7 @@ shutil.rmtree(run_dir)  # a scratch folder; to keep your model, save it to a fol
 #    further.
 # 2. **Colour quantisation.** Write `Quantize(T=7)`: at step $t$ each pixel is rounded to
 #    $2^{8-t}$ evenly spaced levels in $[-1, 1]$ (256 levels at $t = 0$, 2 at $t = T$), with one level
-#    count per image. Run the checker on `digits` *and* on its default noise batch. One of the two
+#    count per image. Run the checker on `digits` *and* on its default probe of smooth blobs. One of the two
 #    runs finds a bug that the other cannot see: which, and why? Fix it.
 # 3. **A random ingredient, done right.** Repair `RotateEitherWay`: draw the direction (±1 per image)
 #    in `draw_z(x0, generator)`, use `z` in `degrade`, and validate it in `check_z`. Check it, then
@@ -613,21 +616,22 @@ class QuantizeFirstTry(Quantize):
 
 
 for D_q in [QuantizeFirstTry(), Quantize()]:
-    for label, batch in [("digits", digits), ("noise", None)]:
+    for label, batch in [("digits", digits), ("blobs", None)]:  # None: the default probe
         failed = [r for r in check_degradation(D_q, x=batch, raise_on_failure=False) if not r.passed]
         print(f"{type(D_q).__name__:16s} on {label:6s}:", *(failed or ["all promises hold"]))
 assert all(r.passed for r in check_degradation(QuantizeFirstTry(), x=digits))  # digits cannot see the bug...
-assert not check_degradation(QuantizeFirstTry(), raise_on_failure=False)[0].passed  # ...noise can
+assert not check_degradation(QuantizeFirstTry(), raise_on_failure=False)[0].passed  # ...the smooth blobs can
 assert all(r.passed for r in check_degradation(Quantize()))
 ramp = torch.linspace(-1, 1, 32).expand(1, 1, 32, 32)  # a smooth grey ramp shows the levels best
 degradation_grid(Quantize(), torch.cat([ramp, digits[:2]]), range(8), title="Quantize(7): 256 levels down to 2")
 
 # %% [markdown]
 # The course's MNIST images are stored as 8-bit integers, so every pixel already sits on one of the 256
-# levels and rounding to them changes nothing: on digits the bug is invisible. Noise takes any float
-# value, and the checker reports the rounding error, $\le 1/255$. The same model would then see slightly
-# different inputs for real photos or after any float preprocessing. This is the converse of
-# section 4: noise gave a false alarm for rotation and finds a real bug here. Check on both.
+# levels and rounding to them changes nothing: on digits the bug is invisible. The default probe's smooth
+# blobs take any float value, and the checker reports the rounding error, $\le 1/255$. The same model would
+# then see slightly different inputs for real photos or after any float preprocessing. This is the
+# converse of section 4: there an unlike-images batch (noise) gave a false alarm; here a batch unlike the
+# 8-bit digits finds a real bug. Check on your data and on the default probe.
 
 # %%
 # Solution 3. The direction is the random ingredient z: drawn once in draw_z, held fixed by the samplers.

@@ -138,5 +138,9 @@ def test_trains_animorphosis_with_a_given_degradation(folder: Path, monkeypatch:
     assert loaded.degradation.pool is not None and "only classes [8]" in loaded.config["data"]
     with pytest.raises(ValueError, match="needs the images to mix in"):
         train_or_load("mnist_mixing", **kwargs)  # the preset has no images to mix in
+    # any degradation trains (the task is then a label, and the result records what ran) ...
+    blurred = train_or_load("mnist_mixing", degradation=preset("blur", "mnist"), **kwargs)
+    assert blurred.config["degradation"]["type"] == "GaussianBlur"
+    # ... and only a preset asked for (preset_dataset) must match
     with pytest.raises(ValueError, match="must be of type ImageMixing with T=100"):
-        train_or_load("mnist_mixing", degradation=preset("blur", "mnist"), **kwargs)
+        train_or_load("mnist_mixing", degradation=preset("blur", "mnist"), preset_dataset="mnist", **kwargs)

@@ -115,6 +115,11 @@ def check_steps(t: Any, batch: int, T: int, device: torch.device) -> torch.Tenso
     if t.is_floating_point() or t.is_complex():
         raise ValueError(f"t must hold integer steps (e.g. torch.long); got dtype {t.dtype}. Use t.long() "
                          "if the values are whole numbers.")
+    if t.dtype in (torch.uint16, torch.uint32, torch.uint64):  # most torch ops (aminmax, indexing) lack these types
+        values = t.cpu().reshape(-1).tolist()  # a few steps; checked in Python, since max() lacks these types too
+        if values and max(values) > T:  # before the cast: a huge uint64 would wrap to a negative long
+            raise ValueError(f"t must lie in 0..T = 0..{T}; got values up to {max(values)}.")
+        t = t.to(torch.long)
     if t.ndim == 0:
         t = t.expand(batch)
     elif t.shape != (batch,):

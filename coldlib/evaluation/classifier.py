@@ -34,10 +34,10 @@ from torch import nn
 
 import coldlib
 
-from ..checkpoints import read_checkpoint, sha256_of, write_checkpoint
+from ..checkpoints import _check_state_dict, read_checkpoint, sha256_of, write_checkpoint
 from ..data import load_images
 from ..shipped import checkpoint_dir
-from ..validate import check_int
+from ..validate import check_int, check_seed
 
 __all__ = ["MnistCNN", "CLASSIFIER_FORMAT", "IMAGE_SHAPE", "FEATURE_DIM", "SHIPPED_NAME", "SHIPPED_SHA256",
            "LoadedClassifier", "train_classifier", "accuracy", "save_classifier", "load_classifier",
@@ -135,6 +135,7 @@ def train_classifier(images: torch.Tensor, labels: torch.Tensor, steps: int = 15
     if labels.shape != (images.shape[0],):
         raise ValueError(f"need one label per image; got {tuple(labels.shape)} labels for {images.shape[0]} images.")
     check_int(steps, "steps")
+    check_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)  # the layers' initialisation
     model = MnistCNN()
@@ -199,11 +200,8 @@ def load_classifier(path: str | Path, device: str | torch.device = "cpu",
     tensors, config, _, weights = read_checkpoint(path, fmt=CLASSIFIER_FORMAT, what="classifier", fix=retrain,
                                                   expected_sha256=expected_sha256)
     model = MnistCNN()
-    expected_shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    found_shapes = {k: tuple(v.shape) for k, v in tensors.items()}
-    if found_shapes != expected_shapes:
-        raise ValueError(f"the weights in {weights} are not an MnistCNN (keys/shapes differ: "
-                         f"{sorted(set(found_shapes) ^ set(expected_shapes))[:5] or 'shapes'}); {retrain}.")
+    _check_state_dict(tensors, model.state_dict(), weights, subject=f"the weights in {weights} are not an MnistCNN's",
+                      fix=retrain[0].upper() + retrain[1:] + ".")  # keys, shapes and dtypes: never a silent cast
     model.load_state_dict(tensors, strict=True)
     return LoadedClassifier(model.to(device).eval(), config, weights)
 

@@ -6,6 +6,6 @@ pipeline from Python, and :func:`train_or_load` is what the lessons call.
 """
 
 from .run import describe_metrics, train, train_or_load
-from .trainer import TrainConfig, Trainer
+from .trainer import NonFiniteLoss, TrainConfig, Trainer
 
-__all__ = ["TrainConfig", "Trainer", "train", "train_or_load", "describe_metrics"]
+__all__ = ["TrainConfig", "Trainer", "NonFiniteLoss", "train", "train_or_load", "describe_metrics"]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import platform
+import tempfile
 import time
 from dataclasses import asdict, fields
 from datetime import datetime, timezone
@@ -28,8 +29,8 @@ import torch.distributed as dist
 
 import coldlib
 
-from ..checkpoints import FORMAT, LoadedModel, load_model, sha256_of
-from ..data import ImageSet, check_held_out, load_images
+from ..checkpoints import FORMAT, LoadedModel, _split_path, describe_degradation, load_model, sha256_of
+from ..data import ImageSet, TooFewImages, check_held_out, load_images
 from ..degradations import Degradation, ImageMixing
 from ..diffusion import ColdDiffusion
 from ..env import pick_device
@@ -40,7 +41,7 @@ from ..unet import UNET_PRESETS, UNet, unet_preset, unet_preset_name
 from .trainer import TrainConfig, Trainer
 from ..validate import check_int
 
-__all__ = ["train", "train_or_load", "describe_metrics"]
+__all__ = ["train", "train_or_load", "describe_metrics", "check_writable", "preset_for"]
 
 _CONFIG_FIELDS = {f.name for f in fields(TrainConfig)} - {"steps"}
 
@@ -56,6 +57,47 @@ def _hardware(device: torch.device, world: int) -> str:
     what = (torch.cuda.get_device_name(device) if device.type == "cuda"
             else f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads")
     return f"{world} processes × {what}" if world > 1 else what
+
+
+def check_writable(path: str | Path, what: str, *, stem: bool = False) -> Path:
+    """Refuse a place that cannot be written before any data is read or any step trained; return it.
+
+    ``path`` is a run folder, or with ``stem=True`` an export stem (``<stem>.safetensors`` + ``.json``, whose
+    folder must be writable). Nothing is created: a test file is made, and removed, in the nearest folder
+    that exists. ``what`` names the argument in the message (e.g. ``"--out (out_dir)"``).
+    """
+    path = Path(path).expanduser()
+    folder = path.parent if stem else path
+    if stem:
+        clash = [f for f in _split_path(path) if f.is_dir()]
+        if clash:
+            raise ValueError(f"{what} {path}: {clash[0]} is a folder, so the export cannot be written there; pick "
+                             "another name.")
+    elif path.exists() and not path.is_dir():
+        raise ValueError(f"{what} {path} is an existing file; it must be a run folder (new, or one to resume).")
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"{what} {path} cannot be created: {existing} is a file, not a folder. Pick a path in a "
+                         "folder you can write to.")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as e:
+        raise ValueError(f"{what} {path} cannot be written: {existing} is not writable ({e.strerror or e}). Pick a "
+                         "folder you can write to (or fix its permissions) before training starts.") from e
+    return path
+
+
+def preset_for(task: str, dataset: str, preset_dataset: str | None = None) -> Degradation:
+    """The paper's degradation for ``task`` on ``preset_dataset or dataset`` (a folder has none: say which flag)."""
+    if preset_dataset is None and isinstance(dataset, str) and dataset.startswith("folder:"):
+        raise ValueError(f"a folder of your own images ({dataset}) has no degradation preset: pass preset_dataset= "
+                         "(--preset-dataset) to say whose preset to use, e.g. --preset-dataset mnist (grey, 32 px) "
+                         "or --preset-dataset cifar10 (colour, 32 px), or pass a degradation of your own "
+                         "(degradation=..., --degradation).")
+    return experiment(task, preset_dataset or dataset).degradation()  # fails early, listing the presets, on a typo
 
 
 def _mixing_pool(D: Degradation, mix_with: str | None, mix_classes: list[int] | None, split: str,
@@ -75,13 +117,17 @@ def train(task: str, dataset: str, *, steps: int, model: str = "small", out_dir:
           **config: Any) -> tuple[LoadedModel, dict]:
     """Train a restorer for ``task`` on ``dataset`` for ``steps`` optimizer steps; return ``(model, report)``.
 
-    The degradation is ``preset(task, preset_dataset or dataset)`` (the paper's setting), or ``degradation``
-    (same type and T, e.g. an :class:`ImageMixing` with a pool of your own). ``config`` takes the other
-    :class:`TrainConfig` fields (``batch_size``, ``grad_accum``, ``lr``, ``ema_*``, ``seed``, ``flip``,
+    The degradation is ``preset(task, preset_dataset or dataset)`` (the paper's setting), or ``degradation``:
+    any :class:`Degradation`, a learner's own included (``task`` is then only a label; the report and the
+    export record the degradation that ran). Only when ``preset_dataset`` is also given must ``degradation``
+    match that preset's type and T (e.g. an :class:`ImageMixing` with a pool of your own). ``config`` takes
+    the other :class:`TrainConfig` fields (``batch_size``, ``grad_accum``, ``lr``, ``ema_*``, ``seed``, ``flip``,
     ``mixed_precision``, ``compile``, ...). The UNet preset ``model`` is initialised from ``seed`` without
     touching the caller's random state. With ``out_dir`` the run keeps ``out_dir/state.safetensors`` (calling
-    again resumes it) and ``report.json``; with ``export`` the EMA weights are saved as a checkpoint. With
-    ``eval_images`` > 0 that many held-out images are scored with every sampler before export.
+    again resumes it, if the folder was made for the same task, degradation, dataset, image size and network)
+    and ``report.json``; with ``export`` the EMA weights are saved as a checkpoint. With ``eval_images`` > 0
+    that many held-out images are scored with every sampler before export. Every argument, and whether
+    ``out_dir`` and ``export`` can be written, is checked before any data is read.
 
     ``init_from`` (a checkpoint written by :func:`coldlib.checkpoints.save_model`, e.g. a shipped one) warm-starts
     the weights, and the EMA, from that model instead of from ``seed``: fine-tuning, or extending a finished
@@ -90,7 +136,7 @@ def train(task: str, dataset: str, *, steps: int, model: str = "small", out_dir:
 
     Under ``torchrun`` (a process group already initialised by the caller) every rank calls it; rank 0
     evaluates and writes. Returns the EMA model as a :class:`LoadedModel` (``path`` is the export, or None)
-    and the report (steps, wall time, metrics).
+    and the report (steps, wall time, degradation, metrics).
     """
     unknown = sorted(set(config) - _CONFIG_FIELDS)
     if unknown:
@@ -98,21 +144,43 @@ def train(task: str, dataset: str, *, steps: int, model: str = "small", out_dir:
     train_config = TrainConfig(steps=steps, **config)  # validates every setting before any data is read
     if model not in UNET_PRESETS:
         raise ValueError(f"unknown UNet preset {model!r}; choose one of {sorted(UNET_PRESETS)}.")
+    if not isinstance(task, str) or not task.strip():
+        raise ValueError(f"task must be a non-empty string (a preset's task, or a label for your degradation); "
+                         f"got {task!r}.")
     check_int(eval_images, "eval_images", minimum=0, hint=" (held-out images to score)")
-    D = experiment(task, preset_dataset or dataset).degradation()  # fails early, listing the presets, on a typo
-    if degradation is not None:
-        if not isinstance(degradation, Degradation) or type(degradation) is not type(D) or degradation.T != D.T:
+    if loss not in ("l1", "l2"):
+        raise ValueError(f"loss must be 'l1' (the paper's) or 'l2'; got {loss!r}.")
+    if degradation is not None and not isinstance(degradation, Degradation):
+        raise ValueError(f"degradation must be a coldlib Degradation (an instance of a subclass); got "
+                         f"{type(degradation).__name__}.")
+    if degradation is None or preset_dataset is not None:  # a preset is asked for: it must exist
+        D = preset_for(task, dataset, preset_dataset)
+        if degradation is not None and (type(degradation) is not type(D) or degradation.T != D.T):
             raise ValueError(f"degradation must be of type {type(D).__name__} with T={D.T}, like the preset for "
-                             f"{task}/{preset_dataset or dataset}; got {degradation!r}.")
+                             f"{task}/{preset_dataset} that preset_dataset asks for; got {degradation!r}. Leave "
+                             "preset_dataset out to train any degradation of your own.")
+    if degradation is not None:
         D = degradation
     elif isinstance(D, ImageMixing) and not mix_with:
         raise ValueError("the mixing task needs the images to mix in: pass mix_with=DATASET (--mix-with) and "
                          "mix_classes to pick labels, e.g. --dataset mnist --classes 8 --mix-with mnist "
                          "--mix-classes 0.")
-    if mix_with and not isinstance(D, ImageMixing):
-        raise ValueError(f"mix_with (--mix-with) is for --task mixing (animorphosis); {D!r} mixes nothing in.")
-    device = pick_device() if device is None else torch.device(device)
+    if mix_with and (degradation is not None or not isinstance(D, ImageMixing)):
+        raise ValueError(f"mix_with (--mix-with) is for --task mixing (animorphosis) with the preset; {D!r} "
+                         f"{'brings its own pool' if isinstance(D, ImageMixing) else 'mixes nothing in'}.")
+    if export is not None:
+        try:
+            json.dumps(D.config())
+        except (NotImplementedError, TypeError, ValueError) as e:  # found now, not after hours of training
+            raise ValueError(f"export needs a degradation that describes itself as JSON: {e} (implement config(); "
+                             "lesson 08 shows how), or train without export.") from e
     world, rank = _rank()
+    if rank == 0:  # only rank 0 writes (and other nodes need not see the folders)
+        if out_dir is not None:
+            check_writable(out_dir, "out_dir (--out)")
+        if export is not None:
+            check_writable(export, "export (--export)", stem=True)
+    device = pick_device(None if device is None else str(device), name="device (--device)")  # not torch's traceback
     if world > 1 and rank != 0:
         dist.barrier()  # rank 0 downloads (if needed) before the others read the files
     train_set = load_images(dataset, "train", image_size=image_size, limit=limit, classes=classes)
@@ -123,7 +191,13 @@ def train(task: str, dataset: str, *, steps: int, model: str = "small", out_dir:
             data_note += f"; mixed with: {mixed_in}"
     held_out: ImageSet | None = None
     if rank == 0 and eval_images > 0:  # loaded now, so a bad eval_images fails before training, not after
-        held_out = load_images(dataset, "test", image_size=image_size, limit=eval_images, classes=classes)
+        try:
+            held_out = load_images(dataset, "test", image_size=image_size, limit=eval_images, classes=classes)
+        except TooFewImages as e:
+            raise ValueError(f"eval_images (--eval-images) is {eval_images:,}, but only {e.available:,} images are "
+                             f"available in the held-out (test) split of {dataset}"
+                             f"{f' with classes {classes}' if classes else ''}; pass --eval-images "
+                             f"{e.available} or fewer (0 skips the evaluation).") from e
     if world > 1 and rank == 0:
         dist.barrier()
     if train_set.images.shape[0] < train_config.batch_size:
@@ -137,7 +211,7 @@ def train(task: str, dataset: str, *, steps: int, model: str = "small", out_dir:
     run_dir = Path(out_dir).expanduser() if out_dir is not None else None
     training_data = None if train_set.origin is None else train_set.origin.to_dict()
     trainer = Trainer(diffusion, train_set.images, train_config, out_dir=run_dir, device=device, data_note=data_note,
-                      init_from=warm_start, training_data=training_data)
+                      init_from=warm_start, training_data=training_data, run={"task": task, "dataset": dataset})
     resumed = run_dir is not None and trainer.resume()
     where = str(device) if world == 1 else (f"{world} processes ({dist.get_backend()}, global batch "
                                             f"{world * train_config.batch_size}), rank 0 on {device}")
@@ -152,13 +226,15 @@ def train(task: str, dataset: str, *, steps: int, model: str = "small", out_dir:
     start = time.perf_counter()
     trainer.train(progress=progress)
     seconds = time.perf_counter() - start
-    report: dict[str, Any] = {"steps": trainer.step, "wall_seconds_this_session": round(seconds, 1),
+    report: dict[str, Any] = {"task": task, "degradation": describe_degradation(D), "steps": trainer.step,
+                              "wall_seconds_this_session": round(seconds, 1),
                               "wall_seconds_all_sessions": round(trainer.train_seconds, 1)}
     if world > 1:
         report["processes"] = world
     ema = trainer.ema.eval()
     info = {"format": FORMAT, "coldlib_version": coldlib.__version__, "model": unet_config.to_dict(),
-            "degradation": D.config(), "data": data_note, "training_data": training_data, "steps": trainer.step,
+            "degradation": describe_degradation(D), "data": data_note, "training_data": training_data,
+            "steps": trainer.step,
             "train": {**asdict(train_config), "wall_seconds": round(trainer.train_seconds, 1)}, "metrics": None,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "hardware": _hardware(device, world)}
     if rank != 0:  # rank 0 evaluates and writes; the others are done once training is
@@ -191,7 +267,7 @@ def _warm_start(net: UNet, D: Degradation, init_from: str | Path) -> dict[str, A
     if start.model.config != net.config:
         raise ValueError(f"init_from={str(init_from)!r} holds a UNet {start.model.config.to_dict()}, but this run "
                          f"builds {net.config.to_dict()}: pick the matching --model (and image size).")
-    if start.degradation.config() != D.config():
+    if describe_degradation(start.degradation) != describe_degradation(D):
         raise ValueError(f"init_from={str(init_from)!r} was trained for {start.degradation!r}, but this run "
                          f"trains for {D!r}: warm-start only from a model of the same task and preset.")
     net.load_state_dict(start.model.state_dict())
@@ -262,7 +338,9 @@ def train_or_load(name: str, *, task: str, dataset: str, steps: int, model: str 
     Either way the result is a :class:`~coldlib.checkpoints.LoadedModel` (EMA weights, eval mode, on
     ``device``) whose ``config`` has the same keys as a checkpoint's ``.json``.
     """
-    D = experiment(task, dataset).degradation()  # fails early, with the list of presets, on a typo
+    if degradation is not None and not isinstance(degradation, Degradation):
+        raise ValueError(f"degradation must be a coldlib Degradation; got {type(degradation).__name__}.")
+    D = degradation if degradation is not None else preset_for(task, dataset)  # a typo fails early, listing presets
     registry = read_registry()  # re-read: a checkpoint registered after import counts too
     if name in registry:
         entry = registry[name]
@@ -273,8 +351,8 @@ def train_or_load(name: str, *, task: str, dataset: str, steps: int, model: str 
                              "ask for the matching task and dataset, or pick another name.")
         loaded = load_shipped(name, device=pick_device() if device is None else device)
         print(_describe_loaded(name, loaded), flush=True)
-        if loaded.degradation.config() != (degradation or D).config():
-            print(f"note: its degradation differs from the one asked for ({degradation or D!r}); the "
+        if describe_degradation(loaded.degradation) != describe_degradation(D):
+            print(f"note: its degradation differs from the one asked for ({D!r}); the "
                   "checkpoint's own degradation is used.", flush=True)
         return loaded
     where = registry_path()

@@ -50,9 +50,14 @@ def load_training_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dict
         raise ValueError(f"{path} is a safetensors file but not a coldlib training state (no {_META_KEY!r} "
                          "metadata); save it with save_training_state.")
     try:
-        return tensors, json.loads(meta[_META_KEY])
-    except json.JSONDecodeError as e:
-        raise ValueError(f"the metadata of {path} is corrupted ({e}); resume from an earlier state.") from e
+        parsed = json.loads(meta[_META_KEY])
+    except (json.JSONDecodeError, RecursionError) as e:
+        raise ValueError(f"the metadata of {path} is corrupted ({type(e).__name__}); resume from an earlier state, "
+                         "or delete the file to start afresh.") from e
+    if not isinstance(parsed, dict):
+        raise ValueError(f"the metadata of {path} is a {type(parsed).__name__}, not a dict: the file is damaged; "
+                         "resume from an earlier state, or delete the file to start afresh.")
+    return tensors, parsed
 
 
 def optimizer_to_tensors(opt_state_dict: dict, prefix: str = "optimizer.") -> tuple[dict[str, torch.Tensor], dict]:

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
+import math
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -27,14 +29,18 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
-from ..checkpoints import _split_path, save_model
+from ..checkpoints import _check_state_dict, _split_path, _unwrap, describe_degradation, save_model
 from ..degradations import check_images, map_z
 from ..diffusion import ColdDiffusion
 from ..env import cpu_has_native_bf16, progress_bars
 from .state import load_training_state, optimizer_from_tensors, optimizer_to_tensors, save_training_state
-from ..validate import check_int
+from ..validate import check_int, check_positive_float, check_seed
 
-__all__ = ["TrainConfig", "Trainer", "autocast_dtype_for"]
+__all__ = ["TrainConfig", "Trainer", "autocast_dtype_for", "NonFiniteLoss"]
+
+
+class NonFiniteLoss(ArithmeticError, ValueError):
+    """Training met a NaN or infinite loss (or weights); the step was not taken and nothing bad was saved."""
 
 
 @dataclass
@@ -57,10 +63,19 @@ class TrainConfig:
     compile: bool = False
 
     def __post_init__(self) -> None:
+        # The same checks as the command line's: lr=inf would train every weight to NaN and lr=0 change
+        # nothing, both without a word.
         for name in ("steps", "batch_size", "grad_accum", "ema_every", "checkpoint_every"):
             check_int(getattr(self, name), f"TrainConfig.{name}")
-        if not 0 <= self.ema_decay < 1:
-            raise ValueError(f"TrainConfig.ema_decay must be in [0, 1); got {self.ema_decay}.")
+        check_int(self.ema_start, "TrainConfig.ema_start", minimum=0)
+        check_positive_float(self.lr, "TrainConfig.lr", hint=" (Adam's learning rate, e.g. 2e-4)")
+        if isinstance(self.ema_decay, bool) or not isinstance(self.ema_decay, (int, float)) \
+                or not 0 <= self.ema_decay < 1:
+            raise ValueError(f"TrainConfig.ema_decay must be in [0, 1); got {self.ema_decay!r}.")
+        check_seed(self.seed, "TrainConfig.seed")
+        for name in ("flip", "channels_last", "compile"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"TrainConfig.{name} must be True or False; got {getattr(self, name)!r}.")
         if self.mixed_precision not in ("auto", "bf16", "no"):
             raise ValueError(f"mixed_precision must be 'auto', 'bf16' or 'no'; got {self.mixed_precision!r}.")
 
@@ -89,7 +104,9 @@ class Trainer:
     """Trains ``diffusion.model`` on ``images`` (uint8 or [-1, 1] float, (N, C, H, W)).
 
     ``out_dir`` holds ``state.safetensors`` (resumable);
-    :meth:`export` writes the EMA weights as a shippable checkpoint.
+    :meth:`export` writes the EMA weights as a shippable checkpoint. The state records what the run trains
+    (:meth:`identity`: the degradation, the network, the image size, the dataset, and ``run``'s entries such
+    as the task), and :meth:`resume` refuses a folder made for something else instead of overwriting it.
 
     Built while a ``torch.distributed`` process group is initialised (e.g. under ``torchrun``), it trains
     data-parallel: ``config.batch_size`` is the batch of *each* process, the global batch is
@@ -102,7 +119,8 @@ class Trainer:
 
     def __init__(self, diffusion: ColdDiffusion, images: torch.Tensor, config: TrainConfig | None = None, *,
                  out_dir: str | Path | None = None, device: torch.device | str | None = None,
-                 data_note: str = "", init_from: dict | None = None, training_data: dict | None = None) -> None:
+                 data_note: str = "", init_from: dict | None = None, training_data: dict | None = None,
+                 run: dict | None = None) -> None:
         self.config = config or TrainConfig()
         self.device = torch.device(device) if device is not None else next(diffusion.model.parameters()).device
         if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[0] < self.config.batch_size:
@@ -147,6 +165,8 @@ class Trainer:
         self.data_note = data_note
         self.training_data = training_data  # which images (coldlib.data.Origin.to_dict()), for the sidecar
         self.init_from = init_from  # where a warm-started model's weights came from (recorded by export)
+        self.run = dict(run or {})  # what the caller knows the run is for (task, dataset), beyond what is seen here
+        self.saved_step: int | None = None  # the step of the last state written to (or read from) out_dir
         self.autocast_dtype = autocast_dtype_for(self.config, self.device)
         self._loss_fn = torch.compile(train_diffusion.loss) if self.config.compile else train_diffusion.loss
 
@@ -245,6 +265,13 @@ class Trainer:
             mean = torch.tensor([total], dtype=torch.float64, device=self._comm_device)
             dist.all_reduce(mean)
             total = float(mean) / self.world_size
+        if not math.isfinite(total):  # every rank sees the same reduced loss, so every rank stops here
+            self.optimizer.zero_grad(set_to_none=True)  # the weights stay those of the last good step
+            raise NonFiniteLoss(f"training stopped at step {self.step + 1}: the loss is {total} (not finite), so that "
+                                f"step was not taken and nothing was saved after it. {self._last_good()} Lower the "
+                                "learning rate (lr, --lr), check the images for NaN or extreme values, or train in "
+                                "float32 (mixed_precision='no', --mixed-precision no); then run again to resume from "
+                                "the last good state.")
         self.optimizer.step()
         self.step += 1
         self._update_ema()
@@ -260,9 +287,30 @@ class Trainer:
             for e, b in zip(self.ema.buffers(), self.model.buffers()):
                 e.copy_(b)
 
+    def _last_good(self) -> str:
+        """Where the last good state is, for a message about a run that stopped."""
+        if self.out_dir is not None and self.saved_step is not None:
+            return f"{self.state_path} still holds the last good state (step {self.saved_step})."
+        return f"The weights in memory are those after step {self.step}."
+
+    def identity(self) -> dict:
+        """What this run trains, as recorded in its state and compared by :meth:`resume`."""
+        net = _unwrap(self.model)
+        config = getattr(net, "config", None)
+        network = (config.to_dict() if hasattr(config, "to_dict") else
+                   {"type": type(net).__name__, "parameters": sum(p.numel() for p in net.parameters())})
+        dataset = self.run.get("dataset", (self.training_data or {}).get("dataset"))
+        identity = {**self.run, **({"dataset": dataset} if dataset is not None else {}),
+                    "degradation": describe_degradation(self.diffusion.degradation), "network": network,
+                    "image shape (C, H, W)": list(self.images.shape[1:])}
+        return json.loads(json.dumps(identity, default=str))  # as the state file will hold it (tuples as lists)
+
     # ------------------------------------------------------------------ the loop
     def train(self, steps: int | None = None, *, progress: bool = True) -> list[float]:
         """Train until ``steps`` (default: ``config.steps``) optimiser steps have been taken in total.
+
+        A NaN or infinite loss raises :class:`NonFiniteLoss` naming the step, before that step changes the
+        weights; the last state on disk stays the last good one, so running again resumes from it.
 
         Under DDP every rank must call it; it returns on all ranks once the final checkpoint is on disk.
         """
@@ -298,6 +346,12 @@ class Trainer:
         """
         if not self.is_main:
             return self.state_path
+        bad = [k for k, v in [*self.model.state_dict().items(), *self.ema.state_dict().items()]
+               if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+        if bad:  # never write a NaN state over a good one
+            raise NonFiniteLoss(f"the weights are not finite after step {self.step} ({', '.join(bad[:3])}...), so "
+                                f"they were not saved. {self._last_good()} Lower the learning rate (lr, --lr) and "
+                                "run again.")
         self.state_path.parent.mkdir(parents=True, exist_ok=True)
         tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
         tensors.update({f"ema.{k}": v for k, v in self.ema.state_dict().items()})
@@ -308,10 +362,11 @@ class Trainer:
         if self.device.type == "cuda":
             tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device)
         meta = {"step": self.step, "optimizer": opt_meta, "config": asdict(self.config), "losses": self.losses,
-                "train_seconds": self.train_seconds}
+                "train_seconds": self.train_seconds, "identity": self.identity()}
         if self.world_size > 1:
             meta["world_size"] = self.world_size
         save_training_state(self.state_path, {k: v.detach().cpu().contiguous() for k, v in tensors.items()}, meta)
+        self.saved_step = self.step
         return self.state_path
 
     def resume(self) -> bool:
@@ -336,24 +391,55 @@ class Trainer:
             if not self.state_path.exists():
                 return False
             tensors, meta = load_training_state(self.state_path)
-        saved_world = int(meta.get("world_size", 1))
+        self._check_same_run(meta)
+        pick = lambda prefix: {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}  # noqa: E731
+        fix = (f"Delete {self.state_path} (or pass another run folder) to start afresh; the file is damaged, or "
+               "was not written by coldlib's Trainer for this network.")
+        # Everything is read and checked before anything is changed, so a bad file leaves the trainer as it was.
+        _check_state_dict(pick("model."), self.model.state_dict(), self.state_path, fix=fix,
+                          subject=f"the network in {self.state_path} differs from this run's")
+        _check_state_dict(pick("ema."), self.ema.state_dict(), self.state_path, fix=fix,
+                          subject=f"the EMA network in {self.state_path} differs from this run's")
+        try:
+            optimizer = optimizer_from_tensors(pick("opt."), meta["optimizer"])
+            generator, torch_rng = tensors["rng.generator"], tensors["rng.torch"]
+            for state in (generator, torch_rng):
+                torch.Generator().set_state(state)  # a wrong tensor raises here, on a scratch generator
+            step, losses = int(meta["step"]), [float(v) for v in meta["losses"]]
+            seconds, saved_world = float(meta.get("train_seconds", 0.0)), int(meta.get("world_size", 1))
+            self.optimizer.load_state_dict(optimizer)  # checks the groups before it changes anything
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
+            what = f"lacks the entry {e}" if isinstance(e, KeyError) else f"cannot be read ({type(e).__name__}: {e})"
+            raise ValueError(f"the training state {self.state_path} {what}. {fix}") from e
         if saved_world != self.world_size and self.is_main:
             warnings.warn(f"{self.state_path} was written by a run of {saved_world} process(es) and resumes on "
                           f"{self.world_size}: the global batch changes from {saved_world * self.config.batch_size} "
                           f"to {self.world_size * self.config.batch_size} images, so the run will not match an "
                           "uninterrupted one.", stacklevel=2)
-        pick = lambda prefix: {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}  # noqa: E731
         self.model.load_state_dict(pick("model."))
         self.ema.load_state_dict(pick("ema."))
-        self.optimizer.load_state_dict(optimizer_from_tensors(pick("opt."), meta["optimizer"]))
-        self.generator.set_state(tensors["rng.generator"])
-        torch.set_rng_state(tensors["rng.torch"])
+        self.generator.set_state(generator)
+        torch.set_rng_state(torch_rng)
         if "rng.cuda" in tensors and self.device.type == "cuda":
             torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
-        self.step = int(meta["step"])
-        self.losses = list(meta["losses"])
-        self.train_seconds = float(meta.get("train_seconds", 0.0))
+        self.step, self.losses, self.train_seconds = step, losses, seconds
+        self.saved_step = step
         return True
+
+    def _check_same_run(self, meta: dict) -> None:
+        """Refuse to resume a state made for another task, degradation, dataset, image size or network."""
+        saved = meta.get("identity")
+        if not isinstance(saved, dict):  # a state from before identities were recorded: nothing to compare
+            return
+        mine = self.identity()
+        differ = [f"{key}: the folder's run has {saved[key]}, this one {mine[key]}"
+                  for key in sorted(set(saved) & set(mine)) if saved[key] != mine[key]]
+        if differ:
+            folder = self.state_path.parent
+            raise ValueError(f"{folder} holds a run made for something else, so it is not resumed (that would "
+                             f"overwrite it): " + "; ".join(differ) + f". To start a new run, pass another run "
+                             f"folder (--out / out_dir), or delete {folder} to discard the old run; to continue "
+                             "the old run, use the settings it was made with.")
 
     def export(self, stem: str | Path, *, metrics: dict | None = None, metrics_protocol: dict | None = None,
                hardware: str | None = None) -> Path:
