@@ -25,12 +25,14 @@ course: $(STAMP)
 
 # The whole suite: unit tests, then every notebook run top to bottom (nbval) in fast mode.
 # Extra pytest arguments: make test PYTEST_ARGS="-x -k blur"
+# pytest-xdist spreads the test files over every core (--dist loadfile: a file's tests, or one lesson's cells,
+# stay on one worker and in order); each FAST-mode lesson runs one thread, so two cores halve the wall time.
 test: $(STAMP)
-	COLDLIB_FAST=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
+	COLDLIB_FAST=1 $(BIN)/python -m pytest -n auto --dist loadfile $(PYTEST_ARGS)
 
 # The developer loop: the same suite in fast mode without the tests marked slow (pytest -m "not slow").
 quick: $(STAMP)
-	COLDLIB_FAST=1 $(BIN)/python -m pytest tests -m "not slow" $(PYTEST_ARGS)
+	COLDLIB_FAST=1 $(BIN)/python -m pytest tests -m "not slow" -n auto --dist loadfile $(PYTEST_ARGS)
 
 # Create the virtualenv and install coldlib with its dev extra; redone only when pyproject.toml changes.
 $(STAMP): pyproject.toml
