@@ -92,7 +92,7 @@ def _paper(task: str, *data: str, flip: bool = True, train: tuple[str, ...] = _P
 _SMALL_CPU = ("--model", "small", "--batch-size", "32", "--grad-accum", "2", "--lr", "4e-4", "--ema-every", "1",
               "--checkpoint-every", "200")
 _SHORT = (*_SMALL_CPU, "--steps", "1200", "--ema-start", "400", "--ema-decay", "0.995")
-_GENERATION = (*_SMALL_CPU, "--steps", "2400", "--ema-start", "800", "--ema-decay", "0.995")
+_GENERATION = (*_SMALL_CPU, "--steps", "1200", "--ema-start", "800", "--ema-decay", "0.995")
 
 
 def _shipped(task: str, dataset: str, *rest: str) -> tuple[str, ...]:

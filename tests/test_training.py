@@ -245,3 +245,15 @@ def test_export_records_how_its_metrics_were_measured(tmp_path, monkeypatch):
     assert check_held_out(loaded, load_images("photos", "test", limit=5), verbose=False).startswith("held out")
     with pytest.raises(ValueError, match="5 of these 5 images were used to train"):
         check_held_out(loaded, load_images("photos", "train", limit=5), verbose=False)
+
+
+@pytest.mark.skipif(not (Path(os.environ.get("COLDLIB_DATA_DIR", "/nonexistent")) / "MNIST" / "raw").is_dir(),
+                    reason="needs MNIST in COLDLIB_DATA_DIR")
+def test_hot_noise_task_trains_without_a_mixing_pool(monkeypatch):
+    """GaussianNoise subclasses ImageMixing but draws its own z: it must not ask for --mix-with."""
+    from coldlib.training import train
+
+    monkeypatch.setenv("COLDLIB_OFFLINE", "1")
+    loaded, report = train("noise", "mnist", steps=1, model="tiny", limit=8, batch_size=4, grad_accum=1,
+                           progress=False)
+    assert report["steps"] == 1 and type(loaded.degradation).__name__ == "GaussianNoise"
