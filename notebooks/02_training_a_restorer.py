@@ -38,7 +38,7 @@
 #
 # **Estimated time:** 45–60 minutes of reading and exercises.
 #
-# **Run time:** 1 min 35 s for the whole lesson in full mode on a 2-core CPU (AMD EPYC), no GPU, measured by `make render` on 2026-11-29.
+# **Run time:** 35 s for the whole lesson in full mode on a 2-core CPU (Intel(R) Xeon(R) Processor), no GPU, measured by `make render` on 2026-12-07.
 
 # %%
 # Setup. In Colab: fetch the course and install coldlib. pip keeps every package Colab already ships
