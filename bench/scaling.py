@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from datetime import datetime, timezone
@@ -37,6 +36,8 @@ from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
+
+from coldlib.render import machine_description
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_BUDGETS = ("tiny:500", "tiny:2000", "small:500", "small:4000")
@@ -101,6 +102,30 @@ def train_budget(budget: str) -> Path:
     return export.with_suffix(".safetensors")
 
 
+def _seconds_per_step(size: str, steps: int = 10) -> float:
+    """Seconds per training step of UNet ``size`` with the shipped recipe, on this machine, now.
+
+    The recorded training wall times of the runs are not comparable (they ran beside other jobs, and some were
+    paused while lessons rendered), so the time a budget costs is its steps times this one measurement, made
+    for every size back to back in one process (the same load for both).
+    """
+    from coldlib.data import load_images
+    from coldlib.diffusion import ColdDiffusion
+    from coldlib.experiments import preset
+    from coldlib.training import TrainConfig, Trainer
+    from coldlib.unet import UNet, unet_preset
+
+    images = load_images("mnist", "train", limit=2048).images
+    torch.manual_seed(0)
+    trainer = Trainer(ColdDiffusion(UNet(unet_preset(size, 1)), preset("blur", "mnist")), images,
+                      TrainConfig(steps=steps + 2, batch_size=32, grad_accum=2, lr=4e-4, ema_start=0),
+                      device=torch.device("cpu"))
+    trainer.train(steps=2, progress=False)  # warm-up: first-call allocations and kernel selection
+    start = time.perf_counter()
+    trainer.train(progress=False)
+    return (time.perf_counter() - start) / steps
+
+
 def _flops_per_image(model: torch.nn.Module) -> int:
     x, t = torch.zeros(1, 1, 32, 32), torch.ones(1, dtype=torch.long)
     with FlopCounterMode(display=False) as counter, torch.no_grad():
@@ -115,6 +140,8 @@ def evaluate(budgets: list[str], every: int, out: Path) -> dict:
     from coldlib.evaluation import EVAL_Z_SEED, SSIM_CONVENTION, evaluate_restoration
 
     test = load_images("mnist", "test").every(every)
+    speed = {size: _seconds_per_step(size) for size in sorted({_parse(b)[0] for b in budgets})}
+    print(f"[scaling] seconds per training step, measured now: {speed}", flush=True)
     rows = []
     for budget in budgets:
         size, steps = _parse(budget)
@@ -130,7 +157,9 @@ def evaluate(budgets: list[str], every: int, out: Path) -> dict:
         row = {"budget": budget, "network": size, "parameters": params, "steps": steps,
                "images_per_step": IMAGES_PER_STEP, "compute": steps * IMAGES_PER_STEP * params,
                "forward_flops_per_image": _flops_per_image(loaded.model),
-               "train_wall_seconds": loaded.config["train"].get("wall_seconds"),
+               "train_wall_seconds_recorded": loaded.config["train"].get("wall_seconds"),
+               "seconds_per_step": round(speed[size], 3),
+               "train_seconds_at_measured_speed": round(steps * speed[size], 1),
                "train_hardware": loaded.config.get("hardware"), "checkpoint": str(path.relative_to(ROOT)),
                "eval_seconds": round(seconds, 1)}
         for column in ("Direct", "Algorithm 2"):
@@ -145,7 +174,11 @@ def evaluate(budgets: list[str], every: int, out: Path) -> dict:
         "test_images": {"count": len(test), "source": test.source},
         "intervals": "95% percentile bootstrap over the test images (coldlib.evaluation.intervals)",
         "ssim": SSIM_CONVENTION, "z_seed": EVAL_Z_SEED,
-        "hardware": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch thread(s)",
+        "hardware": f"{machine_description()}, {torch.get_num_threads()} torch thread(s)",
+        "speed": "seconds_per_step: 10 training steps (batch 32 x 2, bf16 autocast where the CPU has it natively) "
+                 "of each network, measured back to back by this command; train_seconds_at_measured_speed = steps x "
+                 "that. train_wall_seconds_recorded is what each run recorded (beside other jobs, some paused for "
+                 "renders): not comparable across runs",
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "rows": rows,
         "paper": {**PAPER, "compute": PAPER["steps"] * PAPER["images_per_step"] * PAPER["parameters"]},
