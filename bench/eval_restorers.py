@@ -31,6 +31,7 @@ from typing import Any
 import torch
 
 from coldlib.data import check_held_out, load_images
+from coldlib.checkpoints import sidecar_json
 from coldlib.env import data_dir
 from coldlib.render import machine_description
 from coldlib.evaluation import (EVAL_Z_SEED, SSIM_CONVENTION, evaluate_restoration, format_frechet_table,
@@ -119,7 +120,7 @@ def main() -> None:
             config["metrics"], config["metrics_protocol"] = dict(metrics), protocol
             config["metrics_intervals"] = intervals_to_dict(metrics.intervals)
             # the data folder of this machine is no one else's: shipped files name it by its variable
-            text = json.dumps(config, indent=2).replace(str(data_dir()), "$COLDLIB_DATA_DIR")
+            text = sidecar_json(config).replace(str(data_dir()), "$COLDLIB_DATA_DIR")
             sidecar.write_text(text + "\n")
     if args.json:
         with open(args.json, "w") as f:

@@ -79,6 +79,7 @@ def _cpu() -> str:
 
 def install(name: str) -> None:
     """Record the training images in the export's sidecar, copy it into data/checkpoints and register it."""
+    from coldlib.checkpoints import sidecar_json
     from coldlib.data import load_images
     from coldlib.env import data_dir
     from coldlib.training.trainer import TrainConfig, autocast_dtype_for
@@ -106,7 +107,7 @@ def install(name: str) -> None:
     config["hardware"] = f"{_cpu()}; {threads.replace('1 threads', '1 torch thread')}; mixed precision {precision}"
     target = checkpoint_dir() / f"{name}.safetensors"
     shutil.copyfile(stem.with_suffix(".safetensors"), target)
-    target.with_suffix(".json").write_text(json.dumps(config, indent=2) + "\n")
+    target.with_suffix(".json").write_text(sidecar_json(config) + "\n")
     entry = register_shipped(name, target, shipped_experiment(name).task, dataset)
     print(f"[retrain] installed {name}: SHA-256 {entry['sha256']}; trained on {train_set.origin.describe()}",
           flush=True)

@@ -47,7 +47,7 @@ from .diffusion import ColdDiffusion
 from .unet import UNet, UNetConfig
 from .validate import check_int
 
-__all__ = ["FORMAT", "LoadedModel", "save_model", "load_model", "sha256_of", "write_checkpoint", "read_checkpoint",
+__all__ = ["FORMAT", "LoadedModel", "save_model", "load_model", "sha256_of", "write_checkpoint", "read_checkpoint", "sidecar_json",
            "describe_degradation", "read_json"]
 
 FORMAT = "coldlib-checkpoint/1"
@@ -134,6 +134,20 @@ def _keep_previous(weights: Path, json_path: Path) -> tuple[Path | None, Path | 
     return backup, good
 
 
+def sidecar_json(config: dict) -> str:
+    """``config`` as indented JSON, with ``training_data["ranges"]`` on one line.
+
+    A class-filtered training set (e.g. MNIST's 5,851 training eights) has thousands of index ranges; one
+    line each would make a sidecar of 20,000 lines that nobody can read.
+    """
+    record = config.get("training_data")
+    if not isinstance(record, dict) or "ranges" not in record:
+        return json.dumps(config, indent=2)
+    marker = "__coldlib_ranges__"
+    text = json.dumps({**config, "training_data": {**record, "ranges": marker}}, indent=2)
+    return text.replace(json.dumps(marker), json.dumps(record["ranges"], separators=(",", ":")))
+
+
 def sha256_of(path: str | Path) -> str:
     """The hex SHA-256 of a file, read in 1 MiB chunks."""
     h = hashlib.sha256()
@@ -198,7 +212,7 @@ def write_checkpoint(path_stem: str | Path, state_dict: dict[str, torch.Tensor],
     try:
         _atomic_write(weights, payload)
         replaced = True
-        _atomic_write(json_path, (json.dumps(config, indent=2) + "\n").encode())
+        _atomic_write(json_path, (sidecar_json(config) + "\n").encode())
     except BaseException:
         # Put the previous pair back. If even that fails (or the process dies first), the backup stays and
         # read_checkpoint loads it, because the old sidecar records its hash.
