@@ -37,7 +37,7 @@
 #
 # **Estimated time:** 30 minutes of reading.
 #
-# **Run time:** 7 min 57 s for the whole lesson in full mode on a 2-core CPU (AMD EPYC), no GPU, measured by `make render` on 2026-11-29.
+# **Run time:** 3 min 42 s for the whole lesson in full mode on a 2-core CPU (Intel(R) Xeon(R) Processor), no GPU, measured by `make render` on 2026-12-08.
 
 # %%
 # Setup. In Colab: fetch the course and install coldlib. pip keeps every package Colab already ships
