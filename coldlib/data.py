@@ -654,8 +654,9 @@ def check_held_out(trained_on: object, images: ImageSet, *, name: str = "the mod
         missing = (f"{name} does not record which images it was trained on" if seen is None
                    else "these images do not record which files they come from")
         line = (f"WARNING: cannot prove that {name} never saw these {len(images):,} images: {missing}. Numbers "
-                "measured on them may be inflated by memorisation; retrain with coldlib >= 0.2 (its checkpoints "
-                "record their training images) or evaluate on images loaded with load_images.")
+                "measured on them may be inflated by memorisation; retrain it with coldlib.training.train "
+                "or python -m coldlib.training (their checkpoints record their training images), or score images "
+                "loaded with load_images, which record theirs.")
         warnings.warn(line, UserWarning, stacklevel=2)
     else:
         shared = seen.overlap(images.origin)
